@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+/** The rlhf-native command line. */
+import { Command, InvalidArgumentError } from "commander";
+import * as os from "os";
+
+import { formatTable, runBenchmarks } from "../bench";
+import { RlhfError } from "../errors";
+import { numThreads, setNumThreads } from "../native/factories";
+
+function positiveInt(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`expected a positive integer, got "${value}"`);
+  return n;
+}
+
+function main(argv: string[]): void {
+  const program = new Command();
+  program
+    .name("rlhf-native")
+    .description("Preference tuning and RL fine-tuning of language models with native kernels.")
+    .version(require("../../package.json").version as string);
+
+  program
+    .command("bench")
+    .description("time each kernel against a naive baseline measured in the same run")
+    .option("--json", "print results as JSON instead of a table")
+    .option("--all", "run every shape, not only the quick set")
+    .option("--filter <kernel>", "only kernels whose name contains this text")
+    .option("--threads <n>", "CPU threads (default: RLHF_NUM_THREADS or all cores)", positiveInt)
+    .option("--budget-ms <ms>", "time spent measuring each function", positiveInt, 1000)
+    .action((opts: { json?: boolean; all?: boolean; filter?: string; threads?: number; budgetMs: number }) => {
+      if (opts.threads) setNumThreads(opts.threads);
+      const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+      if (!opts.json) {
+        console.log(`rlhf-native bench: CPU backend, ${numThreads()} threads, ${cpu}`);
+      }
+      const results = runBenchmarks({
+        all: Boolean(opts.all),
+        filter: opts.filter,
+        budgetMs: opts.budgetMs,
+        onResult: opts.json ? undefined : (r) => console.log(`  done ${r.kernel} ${r.shape}`),
+      });
+      if (opts.json) {
+        console.log(JSON.stringify({ backend: "cpu", threads: numThreads(), cpu, results }, null, 2));
+      } else {
+        console.log(formatTable(results));
+      }
+    });
+
+  program.parse(argv);
+}
+
+try {
+  main(process.argv);
+} catch (err) {
+  if (err instanceof RlhfError) {
+    console.error(`error: ${err.message}`);
+    process.exit(1);
+  }
+  throw err;
+}

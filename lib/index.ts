@@ -1,0 +1,2 @@
+/** rlhf-native's public API. */
+export * from "./native";

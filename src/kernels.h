@@ -1,0 +1,462 @@
+// The kernel interface: one declaration per op, forward and backward, independent of N-API and of
+// the backend. Pointers are to contiguous row-major buffers on the backend's device (host memory for
+// rlhf::cpu, device memory for rlhf::cuda, which declares the same functions in cuda/). The binding
+// validates every argument before calling a kernel, so kernels trust their inputs.
+//
+// Conventions
+//   - Shapes are written [dim0, dim1, ...] in the comments, innermost last.
+//   - Activation gradients (dX) are overwritten unless an `accumulate` flag says otherwise.
+//   - Parameter gradients (dW, dA, dB, dBias, dTable, ...) are always accumulated (+=), so
+//     gradient accumulation across micro-batches needs no extra pass.
+//   - A nullable pointer means "not wanted" (outputs) or "absent" (inputs), as its comment says.
+#pragma once
+
+#include <cstdint>
+
+namespace rlhf {
+
+// ---------------------------------------------------------------------------------------------
+// 1. Matmul: C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], for b in [0, batch).
+//    op(A[b]) is [M, K], op(B[b]) is [K, N], C[b] is [M, N]; transA/transB select op(X) = Xᵀ.
+//    strideA/strideB/strideC are the element distances between batch items (0 broadcasts).
+struct MatmulArgs {
+  const float* a;
+  const float* b;
+  float* c;
+  int64_t batch, m, n, k;
+  bool transA, transB;
+  int64_t strideA, strideB, strideC;
+  float alpha, beta;  // beta = 1 accumulates into C; beta = 0 overwrites it
+};
+
+// Backward of C = op(A)·op(B) (alpha = 1): dA and/or dB (nullable) from dC, accumulated when
+// `accumulate` is true, else overwritten. A broadcast operand (stride 0) sums over the batch.
+struct MatmulBackwardArgs {
+  const float* a;
+  const float* b;
+  const float* dC;
+  float* dA;  // same layout as a, or null
+  float* dB;  // same layout as b, or null
+  int64_t batch, m, n, k;
+  bool transA, transB;
+  int64_t strideA, strideB, strideC;
+  bool accumulate;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 2. Embedding lookup. table [V, D], ids [N] (each in [0, V)), out [N, D].
+struct EmbeddingArgs {
+  const float* table;
+  const int32_t* ids;
+  float* out;
+  int64_t n, vocab, dim;
+};
+// dTable[ids[i], :] += dOut[i, :] (scatter-add; repeated ids sum).
+struct EmbeddingBackwardArgs {
+  const float* dOut;
+  const int32_t* ids;
+  float* dTable;
+  int64_t n, vocab, dim;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 3. RMSNorm (Llama): y = x · rstd · w, rstd = 1 / sqrt(mean(x²) + eps), over the last dim.
+//    x, y [N, D]; w [D]; rstd [N] is saved for the backward.
+struct RmsNormArgs {
+  const float* x;
+  const float* weight;
+  float* y;
+  float* rstd;
+  int64_t rows, dim;
+  float eps;
+};
+struct RmsNormBackwardArgs {
+  const float* dY;
+  const float* x;
+  const float* weight;
+  const float* rstd;
+  float* dX;       // [N, D], overwritten (or accumulated if accumulate)
+  float* dWeight;  // [D], accumulated; null when the weight is frozen
+  int64_t rows, dim;
+  bool accumulate;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 4. Rotary position embedding, Hugging Face `rotate_half` convention:
+//      out = x · cos(θ) + rotate_half(x) · sin(θ),  rotate_half([x1, x2]) = [-x2, x1],
+//    with x1, x2 the two halves of the head dim and θ[j] = position · invFreq[j mod D/2].
+//    x, out [B, T, H, D] (out may equal x); positions [B, T] (int32, any offsets); invFreq [D/2].
+struct RopeArgs {
+  const float* x;
+  float* out;
+  const int32_t* positions;
+  const float* invFreq;
+  int64_t batch, seq, heads, headDim;
+  float attentionScaling;  // multiplies cos and sin (1 for default and llama3 scaling)
+};
+// The backward is the inverse rotation: dX = dOut·cos − rotate_half(dOut·sin) (see rope.cpp).
+struct RopeBackwardArgs {
+  const float* dOut;
+  float* dX;  // may equal dOut
+  const int32_t* positions;
+  const float* invFreq;
+  int64_t batch, seq, heads, headDim;
+  float attentionScaling;
+};
+// Inverse frequencies as transformers computes them, in float32:
+//   invFreq[j] = 1 / theta^(2j / D), then the optional llama3 rescaling.
+struct RopeFrequencyArgs {
+  int64_t headDim;
+  double theta;
+  bool llama3;  // rope_scaling.rope_type == "llama3"
+  double factor, lowFreqFactor, highFreqFactor, originalMaxPositions;
+  float* invFreq;  // [D/2]
+};
+
+// ---------------------------------------------------------------------------------------------
+// 5. Causal self-attention with grouped-query heads and a key padding mask.
+//    q [B, T, Hq, D]; k, v [B, S, Hkv, D] with Hq % Hkv == 0 (query head h reads kv head
+//    h / (Hq/Hkv)); out [B, T, Hq, D]; lse [B, Hq, T] = logsumexp of the scaled scores, saved for
+//    the backward. Query t sits at key position (S − T + t) (T < S when a KV cache holds earlier
+//    tokens) and attends keys j ≤ S − T + t whose keyMask[b, j] != 0 (keyMask null = all keys).
+//    A query with no visible key outputs zeros and lse = −inf.
+struct AttentionArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  const int32_t* keyMask;  // [B, S] or null
+  float* out;
+  float* lse;
+  int64_t batch, seqQ, seqK, headsQ, headsKv, headDim;
+  float scale;  // usually 1/sqrt(D)
+  bool causal;
+};
+struct AttentionBackwardArgs {
+  const float* q;
+  const float* k;
+  const float* v;
+  const int32_t* keyMask;
+  const float* out;
+  const float* lse;
+  const float* dOut;
+  float* dQ;  // [B, T, Hq, D], overwritten
+  float* dK;  // [B, S, Hkv, D], overwritten
+  float* dV;  // [B, S, Hkv, D], overwritten
+  int64_t batch, seqQ, seqK, headsQ, headsKv, headDim;
+  float scale;
+  bool causal;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 6. SwiGLU pieces: h = silu(gate) · up, silu(x) = x · sigmoid(x). gate, up, h [N, F].
+struct SiluMulArgs {
+  const float* gate;
+  const float* up;
+  float* out;
+  int64_t count;
+};
+struct SiluMulBackwardArgs {
+  const float* gate;
+  const float* up;
+  const float* dOut;
+  float* dGate;  // overwritten
+  float* dUp;    // overwritten
+  int64_t count;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 7. LoRA linear: y = x·Wᵀ (+ bias) + s · (drop(x)·Aᵀ)·Bᵀ, never forming B·A.
+//    x [M, K]; W [N, K]; bias [N] or null; A [r, K]; B [N, r]; y [M, N]; xa [M, r] saves
+//    drop(x)·Aᵀ for the backward. rank == 0 (A, B, xa null) is a plain linear layer; that is also how
+//    adapters are switched off for a reference forward. s = alpha/r (or alpha/√r for rsLoRA) is
+//    computed by the caller. drop(x) zeroes each element with probability `dropout` and scales the
+//    rest by 1/(1 − dropout); the mask is a pure function of (seed, element index), so the backward
+//    (and the CUDA backend) regenerate exactly the same mask.
+struct LoraArgs {
+  const float* x;
+  const float* weight;
+  const float* bias;
+  const float* a;
+  const float* b;
+  float* y;
+  float* xa;
+  int64_t m, k, n, rank;
+  float scale;
+  float dropout;
+  uint64_t seed;
+};
+struct LoraBackwardArgs {
+  const float* dY;  // [M, N]
+  const float* x;
+  const float* weight;
+  const float* a;
+  const float* b;
+  const float* xa;
+  float* dX;       // [M, K]; overwritten, or accumulated if accumulateDx; null if not wanted
+  float* dA;       // [r, K], accumulated; null if rank == 0
+  float* dB;       // [N, r], accumulated; null if rank == 0
+  float* dWeight;  // [N, K], accumulated; null unless the base weight is trained
+  float* dBias;    // [N], accumulated; null unless trained
+  int64_t m, k, n, rank;
+  float scale;
+  float dropout;
+  uint64_t seed;
+  bool accumulateDx;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 8. Log-prob gather: per token i, z = (H[i]·Wᵀ) / T over the vocabulary and
+//      logp[i] = z[target[i]] − logsumexp(z),
+//    without ever materialising the [N, V] logits: tokens are processed in chunks of `chunkSize`
+//    rows with an online logsumexp over vocabulary blocks. Tokens whose target == ignoreIndex get
+//    logp = lse = entropy = logitMean = 0 and argmax = −1, and cost nothing.
+//    hidden [N, D]; weight (lm_head) [V, D]; targets [N] in [0, V) or ignoreIndex.
+struct LogprobGatherArgs {
+  const float* hidden;
+  const float* weight;
+  const int32_t* targets;
+  int64_t n, dim, vocab;
+  float invTemperature;  // 1 / T
+  int32_t ignoreIndex;
+  int64_t chunkSize;  // tokens per chunk (> 0)
+  float* logp;        // [N]
+  float* lse;         // [N], logsumexp(z), saved for the backward
+  float* entropy;     // [N] or null: −Σ p log p of softmax(z)
+  float* logitMean;   // [N] or null: mean over the vocabulary of z (TRL's logits/* metrics)
+  int32_t* argmax;    // [N] or null: argmax of z (mean_token_accuracy)
+};
+// Backward by recomputing each chunk's logits: with p = softmax(z),
+//   dz = dLogp · (onehot(target) − p) + dEntropy · (−p · (log p + entropy)),
+//   dH = (dz · W) / T,  dW += (dzᵀ · H) / T.
+struct LogprobGatherBackwardArgs {
+  const float* hidden;
+  const float* weight;
+  const int32_t* targets;
+  const float* lse;
+  const float* entropy;   // [N]; required when dEntropy is given
+  const float* dLogp;     // [N]
+  const float* dEntropy;  // [N] or null
+  float* dHidden;         // [N, D]; overwritten, or accumulated if accumulateDHidden
+  float* dWeight;         // [V, D] accumulated, or null when the lm_head is frozen
+  int64_t n, dim, vocab;
+  float invTemperature;
+  int32_t ignoreIndex;
+  int64_t chunkSize;
+  bool accumulateDHidden;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 9. Preference and RL losses (formulas: shared/reference/trl-losses.md). Inputs are per-sequence
+//    sums S of completion-token log-probs and completion lengths n; the kernels compute in float64
+//    and return the loss, d loss / d S for every policy sequence, and TRL's metrics.
+
+enum class DpoLossType : int32_t {
+  Sigmoid, Hinge, Ipo, Robust, ExoPair, NcaPair, BcoPair, SppoHard, ApoZero, ApoDown, Discopop,
+  SigmoidNorm, Sft
+};
+enum class FDivergence : int32_t { ReverseKl, ForwardKl, JsDivergence, AlphaDivergence };
+
+struct DpoMetrics {
+  double rewardsChosen, rewardsRejected, rewardsAccuracies, rewardsMargins;  // means over pairs
+  double logpsChosen, logpsRejected;                                         // means of S
+};
+// Batch of P pairs; loss = Σ_k weights[k] · mean_pairs(L_k) (each pair's losses times pairWeights[i]
+// when given — WPO). `sft` is the token-mean NLL of the chosen completions: −Σ S_c / Σ n_c.
+struct DpoLossArgs {
+  int64_t pairs;
+  const float* policyChosen;    // [P]
+  const float* policyRejected;  // [P]
+  const float* refChosen;       // [P]
+  const float* refRejected;     // [P]
+  const float* chosenLengths;   // [P] completion token counts
+  const float* rejectedLengths; // [P]
+  const float* pairWeights;     // [P] or null
+  const DpoLossType* lossTypes;
+  const float* lossWeights;
+  int32_t numLossTypes;
+  float beta, labelSmoothing, fAlphaCoef, discopopTau;
+  FDivergence fDivergence;
+  double* loss;
+  float* dPolicyChosen;    // [P], overwritten
+  float* dPolicyRejected;  // [P], overwritten
+  DpoMetrics* metrics;
+};
+
+enum class KtoLossType : int32_t { Kto, ApoZeroUnpaired };
+struct KtoMetrics {
+  // Sums and counts, so the trainer can average over micro-batches and processes as TRL does.
+  double rewardsChosenSum, rewardsRejectedSum, logpsChosenSum, logpsRejectedSum;
+  int64_t chosenCount, rejectedCount;
+};
+// Unpaired batch of B rows: r = S − S_ref; desirable rows: λ_D(1 − σ(β(r − z0))), undesirable rows:
+// λ_U(1 − σ(β(z0 − r))); loss = mean over rows. z0 is the (already clamped) KL anchor.
+struct KtoLossArgs {
+  int64_t rows;
+  const float* policyLogps;  // [B]
+  const float* refLogps;     // [B]
+  const int32_t* desirable;  // [B] 1 = desirable (chosen), 0 = undesirable
+  float klAnchor;            // z0 (ignored for apo_zero_unpaired)
+  float beta, desirableWeight, undesirableWeight;
+  KtoLossType lossType;
+  double* loss;
+  float* dPolicy;  // [B], overwritten
+  KtoMetrics* metrics;
+};
+
+struct OddsRatioMetrics {
+  double rewardsChosen, rewardsRejected, rewardsAccuracies, rewardsMargins;
+  double logpsChosen, logpsRejected;  // means of the average log-probs S/n
+  double logOddsRatio, logOddsChosen, nllLoss;
+};
+// ORPO: a = S_c/n_c, b = S_r/n_r; log_odds = (a − b) − (log1mexp(a) − log1mexp(b));
+// loss = nll − mean_pairs(β · logσ(log_odds)). `nll` is the chosen NLL computed by the caller.
+struct OrpoLossArgs {
+  int64_t pairs;
+  const float* policyChosen;
+  const float* policyRejected;
+  const float* chosenLengths;
+  const float* rejectedLengths;
+  float beta;
+  double nll;
+  double* loss;
+  float* dPolicyChosen;
+  float* dPolicyRejected;
+  OddsRatioMetrics* metrics;  // logOdds* fields filled
+};
+
+enum class CpoLossType : int32_t { Sigmoid, Hinge, Ipo, Simpo };
+struct CpoMetrics {
+  double rewardsChosen, rewardsRejected, rewardsAccuracies, rewardsMargins;
+  double logpsChosen, logpsRejected, nllLoss;
+};
+// CPO / SimPO / AlphaPO: scores are S (sigmoid, hinge) or S/n (ipo, simpo), optionally reshaped by
+// alpha; loss = mean_pairs(L_pref) + cpoAlpha · nll.
+struct CpoLossArgs {
+  int64_t pairs;
+  const float* policyChosen;
+  const float* policyRejected;
+  const float* chosenLengths;
+  const float* rejectedLengths;
+  CpoLossType lossType;
+  float beta, labelSmoothing, simpoGamma, alpha, cpoAlpha;
+  double nll;
+  double* loss;
+  float* dPolicyChosen;
+  float* dPolicyRejected;
+  CpoMetrics* metrics;
+};
+
+enum class GrpoLossType : int32_t { Grpo, Bnpo, DrGrpo, Dapo };
+enum class ImportanceLevel : int32_t { Token, Sequence };
+struct GrpoMetrics {
+  double kl;  // masked mean of the k3 KL (0 when beta == 0)
+  double clipRatioLowMean, clipRatioHighMean, clipRatioRegionMean;
+  double clipRatioLowMin, clipRatioHighMax;
+  double maskedTokens;  // Σ mask
+};
+// Per-token clipped surrogate + β·k3 KL, aggregated per loss type (trl-losses.md §6.7–6.9).
+// logp, oldLogp, refLogp, mask [B, T]; advantages [B].
+struct GrpoLossArgs {
+  int64_t rows, seq;
+  const float* logp;
+  const float* oldLogp;  // null: on-policy, old = logp (detached)
+  const float* refLogp;  // null unless beta != 0
+  const float* advantages;
+  const float* mask;
+  float epsilonLow, epsilonHigh, beta;
+  float delta;  // > 0: cap of the unclipped ratio (INTELLECT-2); 0 = off
+  GrpoLossType lossType;
+  ImportanceLevel importanceLevel;
+  int64_t maxCompletionLength;  // dr_grpo normaliser
+  double tokenNormalizer;       // dapo: global loss-mask tokens / world size
+  int32_t gradAccumSteps;       // grpo, bnpo, dr_grpo divide by it
+  double* loss;
+  float* dLogp;  // [B, T], overwritten
+  GrpoMetrics* metrics;
+};
+
+// ---------------------------------------------------------------------------------------------
+// 10. Cross-entropy over masked tokens, AdamW, global gradient norm and clipping.
+// logits [N, V], targets [N] (ignoreIndex skipped). nll [N] per token (0 when ignored), lse [N].
+// Returns through `loss` the mean (or sum) over non-ignored tokens and through `count` their number.
+struct CrossEntropyArgs {
+  const float* logits;
+  const int32_t* targets;
+  int64_t n, vocab;
+  int32_t ignoreIndex;
+  bool sum;  // false: mean over counted tokens (count clamped to ≥ 1)
+  float* nll;
+  float* lse;
+  double* loss;
+  int64_t* count;
+};
+// dLogits = gradLoss · (softmax(logits) − onehot(target)) / (sum ? 1 : count); 0 on ignored rows.
+struct CrossEntropyBackwardArgs {
+  const float* logits;
+  const int32_t* targets;
+  const float* lse;
+  int64_t n, vocab;
+  int32_t ignoreIndex;
+  bool sum;
+  int64_t count;
+  float gradLoss;
+  float* dLogits;  // [N, V], overwritten
+};
+
+// Decoupled weight decay AdamW (PyTorch semantics), one tensor:
+//   p ← p − lr·wd·p;  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
+//   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps).
+struct AdamWArgs {
+  float* param;
+  const float* grad;
+  float* m;
+  float* v;
+  int64_t count;
+  float lr, beta1, beta2, eps, weightDecay;
+  int64_t step;  // t ≥ 1, after incrementing
+};
+
+namespace cpu {
+
+void matmul(const MatmulArgs& args);
+void matmulBackward(const MatmulBackwardArgs& args);
+
+void embedding(const EmbeddingArgs& args);
+void embeddingBackward(const EmbeddingBackwardArgs& args);
+
+void rmsNorm(const RmsNormArgs& args);
+void rmsNormBackward(const RmsNormBackwardArgs& args);
+
+void ropeFrequencies(const RopeFrequencyArgs& args);
+void rope(const RopeArgs& args);
+void ropeBackward(const RopeBackwardArgs& args);
+
+void attention(const AttentionArgs& args);
+void attentionBackward(const AttentionBackwardArgs& args);
+
+void siluMul(const SiluMulArgs& args);
+void siluMulBackward(const SiluMulBackwardArgs& args);
+
+void lora(const LoraArgs& args);
+void loraBackward(const LoraBackwardArgs& args);
+
+void logprobGather(const LogprobGatherArgs& args);
+void logprobGatherBackward(const LogprobGatherBackwardArgs& args);
+
+void dpoLoss(const DpoLossArgs& args);
+void ktoLoss(const KtoLossArgs& args);
+void orpoLoss(const OrpoLossArgs& args);
+void cpoLoss(const CpoLossArgs& args);
+void grpoLoss(const GrpoLossArgs& args);
+
+void crossEntropy(const CrossEntropyArgs& args);
+void crossEntropyBackward(const CrossEntropyBackwardArgs& args);
+
+void adamw(const AdamWArgs& args);
+// Σ x² over `count` elements, accumulated in float64 (the global norm is sqrt of the sum over tensors).
+double sumOfSquares(const float* x, int64_t count);
+// x ← x · factor (gradient clipping).
+void scaleInPlace(float* x, int64_t count, float factor);
+
+}  // namespace cpu
+}  // namespace rlhf
