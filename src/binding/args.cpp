@@ -13,8 +13,11 @@ std::string describeValue(Napi::Value v) {
   if (v.IsNull()) return "null";
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
   if (v.IsNumber()) {
+    const double d = v.As<Napi::Number>().DoubleValue();
+    if (std::isnan(d)) return "NaN";  // JavaScript's spelling, not printf's
+    if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
     std::ostringstream out;
-    out << v.As<Napi::Number>().DoubleValue();
+    out << d;
     return out.str();
   }
   if (v.IsString()) return "\"" + v.As<Napi::String>().Utf8Value() + "\"";
