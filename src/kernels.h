@@ -406,13 +406,15 @@ struct CrossEntropyBackwardArgs {
 // Decoupled weight decay AdamW (PyTorch semantics), one tensor:
 //   p ← p − lr·wd·p;  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
 //   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps).
+// The hyperparameters are float64, as PyTorch's Python floats: 1 − β2 from a float32 β2 = 0.999
+// would be off by 1.3e-5 relative.
 struct AdamWArgs {
   float* param;
   const float* grad;
   float* m;
   float* v;
   int64_t count;
-  float lr, beta1, beta2, eps, weightDecay;
+  double lr, beta1, beta2, eps, weightDecay;
   int64_t step;  // t ≥ 1, after incrementing
 };
 

@@ -52,8 +52,7 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   checkNoOverlap(args, std::move(spans));
   for (size_t i = 0; i < count; ++i) {
     cpu::adamw({params[i]->data<float>(), grads[i]->data<float>(), m[i]->data<float>(), v[i]->data<float>(),
-                params[i]->numel(), static_cast<float>(lr), static_cast<float>(beta1), static_cast<float>(beta2),
-                static_cast<float>(eps), static_cast<float>(weightDecay), step});
+                params[i]->numel(), lr, beta1, beta2, eps, weightDecay, step});
   }
   return args.env().Undefined();
 }

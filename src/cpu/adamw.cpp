@@ -1,6 +1,6 @@
 // AdamW with PyTorch's semantics (torch.optim.AdamW, single-tensor path): decoupled weight decay,
-// bias-corrected moments. The per-step scalars are computed in float64 like PyTorch's Python
-// floats, the per-element update in float32 like its float32 tensor ops.
+// bias-corrected moments; the per-element update in float32, operation by operation as PyTorch's
+// float32 tensor ops do it.
 #include <cmath>
 
 #include "../kernels.h"
@@ -12,15 +12,17 @@ constexpr int64_t kGrainElements = 1 << 14;
 }
 
 void adamw(const AdamWArgs& p) {
+  // Per-step scalars in float64 (PyTorch's Python floats), rounded to float32 where PyTorch's
+  // float32 tensor ops would.
   const double t = static_cast<double>(p.step);
-  const double biasCorrection1 = 1.0 - std::pow(static_cast<double>(p.beta1), t);
-  const double biasCorrection2 = 1.0 - std::pow(static_cast<double>(p.beta2), t);
-  const float decay = static_cast<float>(1.0 - static_cast<double>(p.lr) * p.weightDecay);
+  const double biasCorrection1 = 1.0 - std::pow(p.beta1, t);
+  const double biasCorrection2 = 1.0 - std::pow(p.beta2, t);
+  const float decay = static_cast<float>(1.0 - p.lr * p.weightDecay);
   const float stepSize = static_cast<float>(p.lr / biasCorrection1);
   const float bc2Sqrt = static_cast<float>(std::sqrt(biasCorrection2));
   const float oneMinusBeta1 = static_cast<float>(1.0 - p.beta1);
   const float oneMinusBeta2 = static_cast<float>(1.0 - p.beta2);
-  const float beta2 = p.beta2, eps = p.eps;
+  const float beta2 = static_cast<float>(p.beta2), eps = static_cast<float>(p.eps);
   const bool lerpFromStart = oneMinusBeta1 < 0.5f;  // torch.lerp's two formulas, chosen by weight
   const float beta1AsWeight = 1.0f - oneMinusBeta1;
   parallelFor(p.count, kGrainElements, [&](int64_t begin, int64_t end) {
