@@ -170,8 +170,9 @@ struct SiluMulBackwardArgs {
 //    drop(x)·Aᵀ for the backward. rank == 0 (A, B, xa null) is a plain linear layer; that is also how
 //    adapters are switched off for a reference forward. s = alpha/r (or alpha/√r for rsLoRA) is
 //    computed by the caller. drop(x) zeroes each element with probability `dropout` and scales the
-//    rest by 1/(1 − dropout); the mask is a pure function of (seed, element index), so the backward
-//    (and the CUDA backend) regenerate exactly the same mask.
+//    rest by 1/(1 − dropout); the mask is a pure function of (seed, element index i·K + j of x)
+//    (src/cpu/dropout_mask.h), so the backward (and the CUDA backend) regenerate exactly the same
+//    mask. xa is required when rank > 0.
 struct LoraArgs {
   const float* x;
   const float* weight;
