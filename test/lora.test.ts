@@ -267,6 +267,7 @@ describe("lora", () => {
       const base = { x: t32([m, k]), weight: t32([n, k]), a: t32([r, k]), b: t32([n, r]), scale: 1 };
       expect(() => lora({ ...base, dropout: 1, seed: 1 })).toThrow(/lora: 'dropout' must be in \[0, 1\)/);
       expect(() => lora({ ...base, dropout: -0.1, seed: 1 })).toThrow(/'dropout' must be in/);
+      expect(() => lora({ ...base, dropout: 1 - 1e-9, seed: 1 })).toThrow(/'dropout' must be in \[0, 1\) \(and round below 1 in float32\), got 0.999999999/);
       expect(() => lora({ ...base, dropout: 0.1 })).toThrow(/'seed' is required when 'dropout' > 0/);
       expect(() => lora({ ...base, dropout: 0.1, seed: 1.5 })).toThrow(/'seed' must be an integer/);
       expect(() => lora({ ...base, seed: -1 })).toThrow(/'seed' must be in/);

@@ -136,6 +136,7 @@ describe("rmsNorm", () => {
       expect(() => rmsNorm(tensor("float32", [4]), w)).toThrow(/rmsNorm: 'x' must have rank ≥ 2/);
       expect(() => rmsNorm(x, tensor("float32", [3]))).toThrow(/'weight' must have shape \[D\] \(D = 4 from 'x'\)/);
       expect(() => rmsNorm(x, w, { eps: 0 })).toThrow(/'eps' must be > 0/);
+      expect(() => rmsNorm(x, w, { eps: 1e-50 })).toThrow(/'eps' must be > 0 in float32/);
       expect(() => rmsNorm(x, w, { eps: -1 })).toThrow(/'eps' must be in/);
       expect(() => rmsNorm(x, w, { eps: NaN })).toThrow(/'eps' must be finite/);
       const { rstd } = rmsNorm(x, w);

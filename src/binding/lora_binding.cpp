@@ -5,6 +5,7 @@
 // y, dY [..., N]; xa [..., r]. Without a and b (or with r = 0) it is a plain linear layer.
 // Gradients given as tensors are accumulated into (dX only with accumulateDx); the others are
 // returned fresh. The backward must get the forward's dropout and seed to regenerate its mask.
+#include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,8 +43,13 @@ LoraInputs readInputs(OpArgs& args) {
   if (!in.a != !in.b) args.fail("'a' and 'b' (the LoRA adapters) must be given together");
   in.scale = static_cast<float>(args.number("scale", std::nullopt, -1e30, 1e30));
   const double dropout = args.number("dropout", 0.0, 0.0, 1.0);
-  if (dropout >= 1.0) args.failRange("'dropout' must be in [0, 1), got 1");
   in.dropout = static_cast<float>(dropout);
+  if (in.dropout >= 1.0f) {  // also a value just below 1 that rounds to 1 in float32
+    std::ostringstream msg;
+    msg.precision(17);
+    msg << "'dropout' must be in [0, 1) (and round below 1 in float32), got " << dropout;
+    args.failRange(msg.str());
+  }
   const int64_t seed = args.integer("seed", kNoSeed, 0, kMaxSeed);
   if (seed == kNoSeed && in.dropout > 0.0f) {
     args.fail("'seed' is required when 'dropout' > 0 (the backward needs the same seed to rebuild the mask)");

@@ -4,6 +4,8 @@
 // (benchmark baselines).
 // x, y, dY, dX: float32 [..., D] (rows = the product of the leading dims, e.g. [B, T, D], or
 // [B, T, H, head_dim] for Qwen3's q/k norm); weight, dWeight [D]; rstd [...] (x's leading dims).
+#include <sstream>
+
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
@@ -19,7 +21,11 @@ Napi::Value RunRmsNorm(const Napi::CallbackInfo& info, const char* op, void (*ke
   TensorWrap& weight = args.tensor("weight", DType::Float32, {"D"});
   const double eps = args.number("eps", 1e-6, 0.0, 1.0);
   args.finish();
-  if (eps == 0.0) args.failRange("'eps' must be > 0 (an all-zero row would divide by zero), got 0");
+  if (static_cast<float>(eps) == 0.0f) {
+    std::ostringstream msg;
+    msg << "'eps' must be > 0 in float32 (an all-zero row would divide by zero), got " << eps;
+    args.failRange(msg.str());
+  }
   const size_t batchRank = x.shape().size() - 1;
   const int64_t rows = batchRows(args, batchRank), dim = args.dim("D");
   if (dim == 0) args.failRange("'x' must have a last dimension ≥ 1, got " + x.describe());
