@@ -170,8 +170,9 @@ struct SiluMulBackwardArgs {
 //    drop(x)·Aᵀ for the backward. rank == 0 (A, B, xa null) is a plain linear layer; that is also how
 //    adapters are switched off for a reference forward. s = alpha/r (or alpha/√r for rsLoRA) is
 //    computed by the caller. drop(x) zeroes each element with probability `dropout` and scales the
-//    rest by 1/(1 − dropout); the mask is a pure function of (seed, element index), so the backward
-//    (and the CUDA backend) regenerate exactly the same mask.
+//    rest by 1/(1 − dropout); the mask is a pure function of (seed, element index i·K + j of x)
+//    (src/cpu/dropout_mask.h), so the backward (and the CUDA backend) regenerate exactly the same
+//    mask. xa is required when rank > 0.
 struct LoraArgs {
   const float* x;
   const float* weight;
@@ -406,13 +407,15 @@ struct CrossEntropyBackwardArgs {
 // Decoupled weight decay AdamW (PyTorch semantics), one tensor:
 //   p ← p − lr·wd·p;  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
 //   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps).
+// The hyperparameters are float64, as PyTorch's Python floats: 1 − β2 from a float32 β2 = 0.999
+// would be off by 1.3e-5 relative.
 struct AdamWArgs {
   float* param;
   const float* grad;
   float* m;
   float* v;
   int64_t count;
-  float lr, beta1, beta2, eps, weightDecay;
+  double lr, beta1, beta2, eps, weightDecay;
   int64_t step;  // t ≥ 1, after incrementing
 };
 

@@ -1,8 +1,12 @@
 /** Every benchmark case, and running a selection of them. */
 import { BenchCase, BenchOptions, BenchResult } from "./harness";
 import { matmulCases } from "./cases/matmul";
+import { adamwCases } from "./cases/adamw";
+import { embeddingCases } from "./cases/embedding";
+import { loraCases } from "./cases/lora";
+import { rmsNormCases } from "./cases/rmsnorm";
 
-export const allCases: BenchCase[] = [...matmulCases];
+export const allCases: BenchCase[] = [...matmulCases, ...loraCases, ...rmsNormCases, ...embeddingCases, ...adamwCases];
 
 export interface RunBenchOptions extends BenchOptions {
   /** Run every case, not only the quick set. */

@@ -6,3 +6,8 @@ export * from "./factories";
 export type { DType, MemoryStats, Tensor } from "./tensor";
 export * from "./ops/matmul";
 export * from "./ops/swiglu";
+export * from "./ops/embedding";
+export * from "./ops/rmsnorm";
+export * from "./ops/lora";
+export * from "./ops/adamw";
+export * from "./ops/grad_norm";

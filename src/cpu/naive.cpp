@@ -24,3 +24,47 @@ void naiveMatmul(const MatmulArgs& p) {
 }
 
 }  // namespace rlhf::cpu
+
+#include <cmath>
+
+namespace rlhf::cpu {
+
+void naiveEmbedding(const EmbeddingArgs& p) {
+  for (int64_t i = 0; i < p.n; ++i) {
+    for (int64_t j = 0; j < p.dim; ++j) p.out[i * p.dim + j] = p.table[p.ids[i] * p.dim + j];
+  }
+}
+
+void naiveEmbeddingBackward(const EmbeddingBackwardArgs& p) {
+  for (int64_t i = 0; i < p.n; ++i) {
+    for (int64_t j = 0; j < p.dim; ++j) p.dTable[p.ids[i] * p.dim + j] += p.dOut[i * p.dim + j];
+  }
+}
+
+void naiveRmsNorm(const RmsNormArgs& p) {
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const float* x = p.x + r * p.dim;
+    float ss = 0.0f;
+    for (int64_t j = 0; j < p.dim; ++j) ss += x[j] * x[j];
+    const float rstd = 1.0f / std::sqrt(ss / static_cast<float>(p.dim) + p.eps);
+    p.rstd[r] = rstd;
+    for (int64_t j = 0; j < p.dim; ++j) p.y[r * p.dim + j] = p.weight[j] * (x[j] * rstd);
+  }
+}
+
+void naiveRmsNormBackward(const RmsNormBackwardArgs& p) {
+  for (int64_t r = 0; r < p.rows; ++r) {
+    const float* x = p.x + r * p.dim;
+    const float* g = p.dY + r * p.dim;
+    const float rstd = p.rstd[r];
+    float dot = 0.0f;
+    for (int64_t j = 0; j < p.dim; ++j) dot += g[j] * p.weight[j] * x[j];
+    for (int64_t j = 0; j < p.dim; ++j) {
+      const float dx = rstd * p.weight[j] * g[j] - rstd * rstd * rstd * dot / static_cast<float>(p.dim) * x[j];
+      p.dX[r * p.dim + j] = p.accumulate ? p.dX[r * p.dim + j] + dx : dx;
+      if (p.dWeight) p.dWeight[j] += g[j] * x[j] * rstd;
+    }
+  }
+}
+
+}  // namespace rlhf::cpu

@@ -9,3 +9,17 @@ namespace rlhf::cpu {
 void naiveMatmul(const MatmulArgs& args);
 
 }  // namespace rlhf::cpu
+
+namespace rlhf::cpu {
+
+// out[i, :] = table[ids[i], :], one float at a time, single-threaded.
+void naiveEmbedding(const EmbeddingArgs& args);
+// dTable[ids[i], :] += dOut[i, :], one float at a time, single-threaded.
+void naiveEmbeddingBackward(const EmbeddingBackwardArgs& args);
+
+// RMSNorm row by row in float32 (the mean of squares in a float accumulator), single-threaded.
+void naiveRmsNorm(const RmsNormArgs& args);
+// The RMSNorm backward straight from its formula, row by row, dWeight accumulated directly.
+void naiveRmsNormBackward(const RmsNormBackwardArgs& args);
+
+}  // namespace rlhf::cpu

@@ -1,0 +1,107 @@
+// rmsNorm({ x, weight, eps? }) -> { y, rstd }
+// rmsNormBackward({ dY, x, weight, rstd, dX?, accumulate?, wantWeight?, dWeight? }) -> { dX, dWeight? }
+// rmsNormNaive / rmsNormBackwardNaive: the same contracts as single-threaded naive loops
+// (benchmark baselines).
+// x, y, dY, dX: float32 [..., D] (rows = the product of the leading dims, e.g. [B, T, D], or
+// [B, T, H, head_dim] for Qwen3's q/k norm); weight, dWeight [D]; rstd [...] (x's leading dims).
+#include <sstream>
+
+#include "../cpu/naive.h"
+#include "../kernels.h"
+#include "args.h"
+#include "batch_dims.h"
+#include "registry.h"
+
+namespace rlhf::binding {
+namespace {
+
+Napi::Value RunRmsNorm(const Napi::CallbackInfo& info, const char* op, void (*kernel)(const RmsNormArgs&)) {
+  OpArgs args(info, op);
+  TensorWrap& x = batchedTensor(args, "x", DType::Float32, {"D"}, 2);
+  TensorWrap& weight = args.tensor("weight", DType::Float32, {"D"});
+  const double eps = args.number("eps", 1e-6, 0.0, 1.0);
+  args.finish();
+  if (static_cast<float>(eps) == 0.0f) {
+    std::ostringstream msg;
+    msg << "'eps' must be > 0 in float32 (an all-zero row would divide by zero), got " << eps;
+    args.failRange(msg.str());
+  }
+  const size_t batchRank = x.shape().size() - 1;
+  const int64_t rows = batchRows(args, batchRank), dim = args.dim("D");
+  if (dim == 0) args.failRange("'x' must have a last dimension ≥ 1, got " + x.describe());
+  NewTensor y = newTensor(args.env(), DType::Float32, x.shape());
+  NewTensor rstd = newTensor(args.env(), DType::Float32, std::vector<int64_t>(x.shape().begin(), x.shape().end() - 1));
+  kernel({x.data<float>(), weight.data<float>(), y.t->data<float>(), rstd.t->data<float>(), rows, dim,
+          static_cast<float>(eps)});
+  Napi::Object result = Napi::Object::New(args.env());
+  result.Set("y", y.js);
+  result.Set("rstd", rstd.js);
+  return result;
+}
+
+Napi::Value RunRmsNormBackward(const Napi::CallbackInfo& info, const char* op,
+                               void (*kernel)(const RmsNormBackwardArgs&)) {
+  OpArgs args(info, op);
+  TensorWrap& x = batchedTensor(args, "x", DType::Float32, {"D"}, 2);
+  const size_t batchRank = x.shape().size() - 1;
+  TensorWrap& dY = args.tensor("dY", DType::Float32, batchShape(args, "dY", batchRank, {"D"}));
+  TensorWrap& weight = args.tensor("weight", DType::Float32, {"D"});
+  TensorWrap& rstd = args.tensor("rstd", DType::Float32, batchShape(args, "rstd", batchRank, {}));
+  TensorWrap* dXIn = args.optionalTensor("dX", DType::Float32, batchShape(args, "dX", batchRank, {"D"}));
+  const bool accumulate = args.boolean("accumulate", false);
+  const bool wantWeight = args.boolean("wantWeight", true);
+  TensorWrap* dWeightIn = args.optionalTensor("dWeight", DType::Float32, {"D"});
+  args.finish();
+  if (accumulate && !dXIn) args.fail("'accumulate: true' needs a 'dX' tensor to accumulate into");
+  if (dWeightIn && !wantWeight) args.fail("'dWeight' was given but 'wantWeight' is false");
+  const std::pair<const TensorWrap*, const char*> inputs[] = {{&x, "x"}, {&dY, "dY"}, {&weight, "weight"}, {&rstd, "rstd"}};
+  for (const auto& [t, key] : inputs) {
+    if (dXIn) args.distinct(*dXIn, "dX", *t, key);
+    if (dWeightIn) args.distinct(*dWeightIn, "dWeight", *t, key);
+  }
+  if (dXIn && dWeightIn) args.distinct(*dXIn, "dX", *dWeightIn, "dWeight");
+
+  Napi::Object options = info[0].As<Napi::Object>();
+  Napi::Object result = Napi::Object::New(args.env());
+  float* dX;
+  if (dXIn) {
+    dX = dXIn->data<float>();
+    result.Set("dX", options.Get("dX"));
+  } else {
+    NewTensor t = newTensor(args.env(), DType::Float32, x.shape());
+    dX = t.t->data<float>();
+    result.Set("dX", t.js);
+  }
+  float* dWeight = nullptr;
+  if (dWeightIn) {
+    dWeight = dWeightIn->data<float>();
+    result.Set("dWeight", options.Get("dWeight"));
+  } else if (wantWeight) {
+    NewTensor t = newTensor(args.env(), DType::Float32, weight.shape());  // zeros: accumulating starts at 0
+    dWeight = t.t->data<float>();
+    result.Set("dWeight", t.js);
+  }
+  kernel({dY.data<float>(), x.data<float>(), weight.data<float>(), rstd.data<float>(), dX, dWeight,
+          batchRows(args, batchRank), args.dim("D"), accumulate});
+  return result;
+}
+
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNorm", cpu::rmsNorm); }
+Napi::Value RmsNormNaive(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNormNaive", cpu::naiveRmsNorm); }
+Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
+  return RunRmsNormBackward(info, "rmsNormBackward", cpu::rmsNormBackward);
+}
+Napi::Value RmsNormBackwardNaive(const Napi::CallbackInfo& info) {
+  return RunRmsNormBackward(info, "rmsNormBackwardNaive", cpu::naiveRmsNormBackward);
+}
+
+}  // namespace
+
+RLHF_BINDING_EXPORTS(rmsnorm) {
+  exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm, "rmsNorm"));
+  exports.Set("rmsNormBackward", Napi::Function::New(env, RmsNormBackward, "rmsNormBackward"));
+  exports.Set("rmsNormNaive", Napi::Function::New(env, RmsNormNaive, "rmsNormNaive"));
+  exports.Set("rmsNormBackwardNaive", Napi::Function::New(env, RmsNormBackwardNaive, "rmsNormBackwardNaive"));
+}
+
+}  // namespace rlhf::binding
