@@ -1,8 +1,10 @@
 /** Every benchmark case, and running a selection of them. */
 import { BenchCase, BenchOptions, BenchResult } from "./harness";
 import { matmulCases } from "./cases/matmul";
+import { attentionCases } from "./cases/attention";
+import { ropeCases } from "./cases/rope";
 
-export const allCases: BenchCase[] = [...matmulCases];
+export const allCases: BenchCase[] = [...matmulCases, ...attentionCases, ...ropeCases];
 
 export interface RunBenchOptions extends BenchOptions {
   /** Run every case, not only the quick set. */

@@ -31,7 +31,8 @@ namespace {
 
 constexpr int64_t kBlock = 64;         // query rows per forward/dQ task; key rows per dK/dV task
 constexpr int64_t kQueryChunk = 256;   // query rows per step of a dK/dV task (bounds its scratch)
-constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+constexpr float kPosInf = std::numeric_limits<float>::infinity();
+constexpr float kNegInf = -kPosInf;
 
 // Shapes and visibility shared by the forward and the backward.
 struct Geometry {
@@ -58,29 +59,44 @@ Geometry geometry(int64_t batch, int64_t seqQ, int64_t seqK, int64_t headsQ, int
   return {batch, seqQ, seqK, headsQ, headsKv, dim, headsQ / headsKv, seqK - seqQ, causal, keyMask};
 }
 
+// Max and sum of s[0, n) through 8 independent partials: a loop shape the compiler vectorizes
+// without -ffast-math (the order of the float operations is fixed, so results are deterministic).
+float rowMax(const float* s, int64_t n) {
+  float acc[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; ++l) acc[l] = selectFloat(s[j + l] > acc[l], s[j + l], acc[l]);
+  }
+  for (; j < n; ++j) acc[0] = selectFloat(s[j] > acc[0], s[j], acc[0]);
+  return *std::max_element(acc, acc + 8);
+}
+float rowSum(const float* s, int64_t n) {
+  float acc[8] = {};
+  int64_t j = 0;
+  for (; j + 8 <= n; j += 8) {
+    for (int l = 0; l < 8; ++l) acc[l] += s[j + l];
+  }
+  for (; j < n; ++j) acc[0] += s[j];
+  float total = 0.0f;
+  for (float a : acc) total += a;
+  return total;
+}
+
 // A row of scaled scores s[0, n) → its softmax over the visible keys (j < limit and mask[j] != 0),
 // in place, with 0 for every other key. Returns the logsumexp, or −inf (and a zero row) when no key
-// is visible.
+// is visible. Masked scores become −inf, which expFast maps to 0.
 float softmaxRow(float* s, int64_t limit, int64_t n, const int32_t* mask) {
-  float max = kNegInf;
-  bool any = false;
-  for (int64_t j = 0; j < limit; ++j) {
-    if (!mask || mask[j] != 0) {
-      max = std::max(max, s[j]);
-      any = true;
-    }
-  }
   std::fill(s + limit, s + n, 0.0f);
-  if (!any) {
+  if (mask) {
+    for (int64_t j = 0; j < limit; ++j) s[j] = selectFloat(mask[j] != 0, s[j], kNegInf);
+  }
+  const float max = rowMax(s, limit);
+  if (max == kNegInf) {
     std::fill(s, s + limit, 0.0f);
     return kNegInf;
   }
-  float sum = 0.0f;
-  for (int64_t j = 0; j < limit; ++j) {
-    const float e = expFast(s[j] - max);
-    s[j] = (!mask || mask[j] != 0) ? e : 0.0f;
-    sum += s[j];
-  }
+  for (int64_t j = 0; j < limit; ++j) s[j] = expFast(s[j] - max);
+  const float sum = rowSum(s, limit);
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j < limit; ++j) s[j] *= inv;
   return max + std::log(sum);
@@ -90,9 +106,9 @@ float softmaxRow(float* s, int64_t limit, int64_t n, const int32_t* mask) {
 // lse = −inf: the query saw no key).
 void probabilitiesRow(float* s, int64_t limit, int64_t n, const int32_t* mask, float lse) {
   if (lse == kNegInf) limit = 0;
-  for (int64_t j = 0; j < limit; ++j) {
-    const float e = expFast(s[j] - lse);
-    s[j] = (!mask || mask[j] != 0) ? e : 0.0f;
+  for (int64_t j = 0; j < limit; ++j) s[j] = expFast(s[j] - lse);
+  if (mask) {
+    for (int64_t j = 0; j < limit; ++j) s[j] = selectFloat(mask[j] != 0, s[j], 0.0f);
   }
   std::fill(s + limit, s + n, 0.0f);
 }
@@ -181,16 +197,17 @@ void attentionBackward(const AttentionBackwardArgs& p) {
   }
 
   // Pass 2: dK and dV, one task per (b, kv head, key block), heaviest (earliest) key blocks first.
-  // Scratch: Pᵀ and dPᵀ/dSᵀ chunks [keys, kQueryChunk].
+  // Scratch: Pᵀ and dPᵀ/dSᵀ chunks [keys, kQueryChunk] and the chunk's lse.
   const int64_t pairs = g.batch * g.headsKv;
   const int64_t keyBlocks = (g.seqK + kBlock - 1) / kBlock;
-  const int64_t perThread = 2 * kBlock * kQueryChunk;
+  const int64_t perThread = (2 * kBlock + 1) * kQueryChunk;
   ScratchBuffer<float> scratch(static_cast<size_t>(threads * perThread));
   parallelTasks(pairs * keyBlocks, [&](int64_t task, int thread) {
     const int64_t b = (task % pairs) / g.headsKv, kvHead = task % g.headsKv;
     const int64_t j0 = (task / pairs) * kBlock, keys = std::min(kBlock, g.seqK - j0);
     float* probT = scratch.data() + thread * perThread;
     float* dST = probT + kBlock * kQueryChunk;
+    float* lseChunk = dST + kBlock * kQueryChunk;
     const int64_t kvFirst = g.kRow(b, j0, kvHead);
     const float* k = p.k + kvFirst;
     const float* v = p.v + kvFirst;
@@ -203,10 +220,12 @@ void attentionBackward(const AttentionBackwardArgs& p) {
     const int32_t* mask = g.mask(b);
     for (int64_t h = kvHead * g.group; h < (kvHead + 1) * g.group; ++h) {
       const float* lseRow = p.lse + (b * g.headsQ + h) * g.seqQ;
-      const float* diRow = rowDot.data() + (b * g.headsQ + h) * g.seqQ;
       for (int64_t t0 = g.firstQuery(j0); t0 < g.seqQ; t0 += kQueryChunk) {
         const int64_t n = std::min(kQueryChunk, g.seqQ - t0);
         const int64_t first = g.qRow(b, t0, h);
+        // The chunk's lse with −inf (a query that saw no key) turned into +inf, so exp(s − lse) = 0.
+        for (int64_t c = 0; c < n; ++c) lseChunk[c] = lseRow[t0 + c] == kNegInf ? kPosInf : lseRow[t0 + c];
+        const float* diChunk = rowDot.data() + (b * g.headsQ + h) * g.seqQ + t0;
         // Sᵀ = scale · K_blk · Q_chunkᵀ  [keys, n]
         sgemm(false, true, keys, n, g.dim, p.scale, k, g.kStride(), p.q + first, g.qStride(), 0.0f, probT, n);
         // dPᵀ = V_blk · dO_chunkᵀ  [keys, n]
@@ -220,10 +239,8 @@ void attentionBackward(const AttentionBackwardArgs& p) {
           std::fill(pr, pr + from, 0.0f);
           std::fill(dr, dr + from, 0.0f);
           for (int64_t c = from; c < n; ++c) {
-            const float l = lseRow[t0 + c];
-            const float e = expFast(pr[c] - l);
-            pr[c] = l == kNegInf ? 0.0f : e;
-            dr[c] = pr[c] * (dr[c] - diRow[t0 + c]);
+            pr[c] = expFast(pr[c] - lseChunk[c]);
+            dr[c] = pr[c] * (dr[c] - diChunk[c]);
           }
         }
         // dV_blk += Pᵀ · dO_chunk,  dK_blk += scale · dSᵀ · Q_chunk  [keys, D]
