@@ -5,6 +5,7 @@ import {
   floats,
   memoryStats,
   numThreads,
+  resetPeakBytes,
   scope,
   setNumThreads,
   tensor,
@@ -361,6 +362,30 @@ describe("attention", () => {
       );
       expect(() => attentionBackward({ q, k, v, out, lse, dOut: tensor("float32", [2, 4, 6, 7]) })).toThrow(/'dOut' must have shape/);
     });
+  });
+
+  it("never holds a whole [T, S] score matrix: scratch is bounded by the blocks", () => {
+    const saved = numThreads();
+    try {
+      setNumThreads(2);
+      scope(() => {
+        const [T, Hq, D] = [1024, 2, 8];
+        const c = randomCase(rng, { B: 1, T, S: T, Hq, Hkv: 1, D });
+        const before = memoryStats().liveBytes;
+        resetPeakBytes();
+        const { out, lse } = attention({ q: c.Q, k: c.K, v: c.V });
+        const forwardPeak = memoryStats().peakBytes - before;
+        const g = attentionBackward({ q: c.Q, k: c.K, v: c.V, out, lse, dOut: out });
+        const backwardPeak = memoryStats().peakBytes - before;
+        const oneScoreMatrix = T * T * 4;
+        // Outputs: out, lse, dQ, dK, dV (~0.2 MB here); scratch: a few [64, S] blocks per thread.
+        expect(forwardPeak).toBeLessThan(oneScoreMatrix / 2);
+        expect(backwardPeak).toBeLessThan(oneScoreMatrix / 2);
+        expect(g.dQ.shape).toEqual([1, T, Hq, D]);
+      });
+    } finally {
+      setNumThreads(saved);
+    }
   });
 
   it("leaks no native memory", () => {
