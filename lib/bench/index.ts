@@ -5,8 +5,18 @@ import { adamwCases } from "./cases/adamw";
 import { embeddingCases } from "./cases/embedding";
 import { loraCases } from "./cases/lora";
 import { rmsNormCases } from "./cases/rmsnorm";
+import { attentionCases } from "./cases/attention";
+import { ropeCases } from "./cases/rope";
 
-export const allCases: BenchCase[] = [...matmulCases, ...loraCases, ...rmsNormCases, ...embeddingCases, ...adamwCases];
+export const allCases: BenchCase[] = [
+  ...matmulCases,
+  ...loraCases,
+  ...rmsNormCases,
+  ...embeddingCases,
+  ...adamwCases,
+  ...attentionCases,
+  ...ropeCases,
+];
 
 export interface RunBenchOptions extends BenchOptions {
   /** Run every case, not only the quick set. */

@@ -11,3 +11,5 @@ export * from "./ops/rmsnorm";
 export * from "./ops/lora";
 export * from "./ops/adamw";
 export * from "./ops/grad_norm";
+export * from "./ops/rope";
+export * from "./ops/attention";

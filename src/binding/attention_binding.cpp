@@ -1,0 +1,124 @@
+// attention({ q, k, v, keyMask?, scale?, causal? }) -> { out, lse }
+// attentionBackward({ q, k, v, keyMask?, out, lse, dOut, scale?, causal? }) -> { dQ, dK, dV }
+// attentionNaive / attentionBackwardNaive (same options): row-by-row single-threaded baselines for
+//   benchmarks.
+// q, out, dOut: float32 [B, T, Hq, D]; k, v: float32 [B, S, Hkv, D] with Hq % Hkv == 0; keyMask: int32
+// [B, S] of 0/1 (1 = attend); lse: float32 [B, Hq, T]. causal (default true) needs T ≤ S: query t sits
+// at key position S − T + t. scale defaults to 1/sqrt(D).
+#include <cmath>
+#include <string>
+
+#include "../cpu/naive.h"
+#include "../kernels.h"
+#include "args.h"
+#include "registry.h"
+
+namespace rlhf::binding {
+namespace {
+
+struct AttentionInputs {
+  TensorWrap* q;
+  TensorWrap* k;
+  TensorWrap* v;
+  const int32_t* keyMask;
+  int64_t batch, seqQ, seqK, headsQ, headsKv, headDim;
+  float scale;
+  bool causal;
+};
+
+AttentionInputs readAttentionInputs(OpArgs& args) {
+  AttentionInputs in{};
+  in.q = &args.tensor("q", DType::Float32, {"B", "T", "Hq", "D"});
+  in.k = &args.tensor("k", DType::Float32, {"B", "S", "Hkv", "D"});
+  in.v = &args.tensor("v", DType::Float32, {"B", "S", "Hkv", "D"});
+  in.batch = args.dim("B");
+  in.seqQ = args.dim("T");
+  in.seqK = args.dim("S");
+  in.headsQ = args.dim("Hq");
+  in.headsKv = args.dim("Hkv");
+  in.headDim = args.dim("D");
+  if (in.headDim < 1 || in.headsKv < 1) {
+    args.failRange("'q' and 'k' need at least one head of at least one element, got 'q' " + in.q->describe() +
+                   " and 'k' " + in.k->describe());
+  }
+  if (in.headsQ % in.headsKv != 0) {
+    args.failRange("the query heads (Hq = " + std::to_string(in.headsQ) + " from 'q') must be a multiple of the kv heads (Hkv = " +
+                   std::to_string(in.headsKv) + " from 'k')");
+  }
+  TensorWrap* mask = args.optionalTensor("keyMask", DType::Int32, {"B", "S"});
+  in.keyMask = mask ? mask->data<int32_t>() : nullptr;
+  if (mask) {
+    for (int64_t i = 0; i < in.batch * in.seqK; ++i) {
+      if (in.keyMask[i] != 0 && in.keyMask[i] != 1) {
+        args.failRange("'keyMask' must hold 0 (masked) or 1 (attend), got " + std::to_string(in.keyMask[i]) + " at [" +
+                       std::to_string(i / in.seqK) + ", " + std::to_string(i % in.seqK) + "]");
+      }
+    }
+  }
+  in.causal = args.boolean("causal", true);
+  if (in.causal && in.seqQ > in.seqK) {
+    args.failRange("causal attention needs T ≤ S (query t sits at key position S − T + t), got T = " +
+                   std::to_string(in.seqQ) + " from 'q' and S = " + std::to_string(in.seqK) + " from 'k'");
+  }
+  const double scale = args.number("scale", 1.0 / std::sqrt(static_cast<double>(in.headDim)), 0.0, 1e30);
+  if (scale <= 0.0) args.failRange("'scale' must be > 0, got 0");
+  in.scale = static_cast<float>(scale);
+  return in;
+}
+
+Napi::Value RunAttention(const Napi::CallbackInfo& info, const char* op, void (*kernel)(const AttentionArgs&)) {
+  OpArgs args(info, op);
+  AttentionInputs in = readAttentionInputs(args);
+  args.finish();
+  NewTensor out = newTensor(args.env(), DType::Float32, in.q->shape());
+  NewTensor lse = newTensor(args.env(), DType::Float32, {in.batch, in.headsQ, in.seqQ});
+  kernel({in.q->data<float>(), in.k->data<float>(), in.v->data<float>(), in.keyMask, out.t->data<float>(),
+          lse.t->data<float>(), in.batch, in.seqQ, in.seqK, in.headsQ, in.headsKv, in.headDim, in.scale, in.causal});
+  Napi::Object result = Napi::Object::New(args.env());
+  result.Set("out", out.js);
+  result.Set("lse", lse.js);
+  return result;
+}
+
+Napi::Value RunAttentionBackward(const Napi::CallbackInfo& info, const char* op,
+                                 void (*kernel)(const AttentionBackwardArgs&)) {
+  OpArgs args(info, op);
+  AttentionInputs in = readAttentionInputs(args);
+  TensorWrap& out = args.tensor("out", DType::Float32, {"B", "T", "Hq", "D"});
+  TensorWrap& lse = args.tensor("lse", DType::Float32, {"B", "Hq", "T"});
+  TensorWrap& dOut = args.tensor("dOut", DType::Float32, {"B", "T", "Hq", "D"});
+  args.finish();
+  NewTensor dQ = newTensor(args.env(), DType::Float32, in.q->shape());
+  NewTensor dK = newTensor(args.env(), DType::Float32, in.k->shape());
+  NewTensor dV = newTensor(args.env(), DType::Float32, in.v->shape());
+  kernel({in.q->data<float>(), in.k->data<float>(), in.v->data<float>(), in.keyMask, out.data<float>(),
+          lse.data<float>(), dOut.data<float>(), dQ.t->data<float>(), dK.t->data<float>(), dV.t->data<float>(),
+          in.batch, in.seqQ, in.seqK, in.headsQ, in.headsKv, in.headDim, in.scale, in.causal});
+  Napi::Object result = Napi::Object::New(args.env());
+  result.Set("dQ", dQ.js);
+  result.Set("dK", dK.js);
+  result.Set("dV", dV.js);
+  return result;
+}
+
+Napi::Value Attention(const Napi::CallbackInfo& info) { return RunAttention(info, "attention", cpu::attention); }
+Napi::Value AttentionNaive(const Napi::CallbackInfo& info) {
+  return RunAttention(info, "attentionNaive", cpu::naiveAttention);
+}
+Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
+  return RunAttentionBackward(info, "attentionBackward", cpu::attentionBackward);
+}
+Napi::Value AttentionBackwardNaive(const Napi::CallbackInfo& info) {
+  return RunAttentionBackward(info, "attentionBackwardNaive", cpu::naiveAttentionBackward);
+}
+
+}  // namespace
+
+RLHF_BINDING_EXPORTS(attention) {
+  exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
+  exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
+  exports.Set("attentionNaive", Napi::Function::New(env, AttentionNaive, "attentionNaive"));
+  exports.Set("attentionBackwardNaive", Napi::Function::New(env, AttentionBackwardNaive, "attentionBackwardNaive"));
+}
+
+}  // namespace rlhf::binding
