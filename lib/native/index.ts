@@ -6,3 +6,5 @@ export * from "./factories";
 export type { DType, MemoryStats, Tensor } from "./tensor";
 export * from "./ops/matmul";
 export * from "./ops/swiglu";
+export * from "./ops/logprob-gather";
+export * from "./ops/cross-entropy";
