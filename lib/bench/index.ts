@@ -1,8 +1,9 @@
 /** Every benchmark case, and running a selection of them. */
 import { BenchCase, BenchOptions, BenchResult } from "./harness";
+import { logprobGatherCases } from "./cases/logprob-gather";
 import { matmulCases } from "./cases/matmul";
 
-export const allCases: BenchCase[] = [...matmulCases];
+export const allCases: BenchCase[] = [...matmulCases, ...logprobGatherCases];
 
 export interface RunBenchOptions extends BenchOptions {
   /** Run every case, not only the quick set. */

@@ -22,8 +22,7 @@ void crossEntropy(const CrossEntropyArgs& p) {
         continue;
       }
       const float* z = p.logits + i * p.vocab;
-      int64_t at;
-      const float m = rowMax(z, p.vocab, &at);
+      const float m = rowMax(z, p.vocab);
       const double lse = m + std::log(sumExpShifted(z, p.vocab, m));
       p.lse[i] = static_cast<float>(lse);
       p.nll[i] = static_cast<float>(lse - z[t]);
@@ -53,7 +52,7 @@ void crossEntropyBackward(const CrossEntropyBackwardArgs& p) {
       }
       const float* z = p.logits + i * p.vocab;
       const float lse = p.lse[i];
-      for (int64_t j = 0; j < p.vocab; ++j) d[j] = scale * std::exp(z[j] - lse);
+      for (int64_t j = 0; j < p.vocab; ++j) d[j] = scale * fastExp(z[j] - lse);
       d[t] -= scale;
     }
   });

@@ -107,25 +107,16 @@ void rebase(TokenState& s, float m) {
 
 // Folds one block row z[0, cols) (vocabulary columns [v0, v0 + cols)) into s.
 void accumulateBlock(TokenState& s, const float* z, int64_t cols, int64_t v0, int32_t target) {
-  int64_t at;
-  const float blockMax = rowMax(z, cols, &at);
+  const float blockMax = rowMax(z, cols);
   if (blockMax > s.max) {
     rebase(s, blockMax);
-    s.argmax = static_cast<int32_t>(v0 + at);
+    s.argmax = static_cast<int32_t>(v0 + firstIndexOf(z, cols, blockMax));
   }
-  const float m = s.max;
   // Block sums in float32 (every e ≤ 1; blocks are ≤ kMaxBlockCols long), folded into float64.
-  float e1 = 0.0f, ez = 0.0f, zz = 0.0f;
-  for (int64_t j = 0; j < cols; ++j) {
-    const float d = z[j] - m;
-    const float e = std::exp(d);
-    e1 += e;
-    ez += e * d;
-    zz += z[j];
-  }
-  s.sumExp += e1;
-  s.sumExpZ += ez;
-  s.sumZ += zz;
+  const ExpSums b = expSums(z, cols, s.max);
+  s.sumExp += b.sumExp;
+  s.sumExpZ += b.sumExpShifted;
+  s.sumZ += b.sum;
   if (target >= v0 && target < v0 + cols) s.target = z[target - v0];
 }
 
@@ -271,7 +262,7 @@ void logprobGatherBackward(const LogprobGatherBackwardArgs& p) {
         float* zi = z + i * cols;
         for (int64_t j = 0; j < cols; ++j) {
           const float logProb = zi[j] - lse;
-          zi[j] = -std::exp(logProb) * (g + gEnt * (logProb + ent));
+          zi[j] = -fastExp(logProb) * (g + gEnt * (logProb + ent));
         }
         const int64_t t = p.targets[row];
         if (t >= v0 && t < v0 + cols) zi[t - v0] += g;
