@@ -317,35 +317,39 @@ describe("logprobGather threading and memory", () => {
     expect(results[2]).toEqual(results[0]);
   });
 
-  it("never allocates [N, V]: peak scratch at N=4096, V=32000, D=64 stays under 8 MB (logits would be 524 MB)", () => {
-    scope(() => {
-      const [n, d, v] = [4096, 64, 32000];
-      const p: Problem = { n, d, v, hidden: rng.normals(n * d, 0.2), weight: rng.normals(v * d, 0.2), targets: rng.ints(n, 0, v) };
-      const io = inputs(p);
-      const dLogp = tensor("float32", [n], rng.normals(n));
-      const dWeight = tensor("float32", [v, d]);
-      const dHidden = tensor("float32", [n, d]);
-      const lse = tensor("float32", [n]);
+  it("never allocates [N, V]: peak memory at N=4096, V=32000, D=64 stays under 16 MB (the logits would be 524 MB)", () => {
+    const [n, d, v] = [4096, 64, 32000];
+    expect(n * v * 4).toBeGreaterThan(524e6);
+    const saved = numThreads();
+    setNumThreads(2); // per-thread scratch scales with the thread count: pin it for the bound
+    try {
+      scope(() => {
+        const p: Problem = { n, d, v, hidden: rng.normals(n * d, 0.2), weight: rng.normals(v * d, 0.2), targets: rng.ints(n, 0, v) };
+        const io = inputs(p);
+        const dLogp = tensor("float32", [n], rng.normals(n));
+        const dWeight = tensor("float32", [v, d]);
+        const dHidden = tensor("float32", [n, d]);
 
-      // Outputs of the forward (4 x [N] floats) are allocated by the call: 64 KiB of the peak.
-      let before = memoryStats().liveBytes;
-      resetPeakBytes();
-      const f = logprobGather({ ...io });
-      const forwardPeak = memoryStats().peakBytes - before;
-      lse.copyFrom(f.lse);
+        let before = memoryStats().liveBytes;
+        resetPeakBytes();
+        const f = logprobGather(io); // allocates its outputs logp, lse: 32 KiB
+        const forwardPeak = memoryStats().peakBytes - before;
 
-      before = memoryStats().liveBytes;
-      resetPeakBytes();
-      logprobGatherBackward({ ...io, lse, dLogp, dHidden, dWeight });
-      const backwardPeak = memoryStats().peakBytes - before;
+        before = memoryStats().liveBytes;
+        resetPeakBytes();
+        logprobGatherBackward({ ...io, lse: f.lse, dLogp, dHidden, dWeight });
+        const backwardPeak = memoryStats().peakBytes - before;
 
-      // Bound from the scratch formulas in logprob_gather.cpp with cs = 256, blockCols = 512, T ≤ 4
-      // threads: forward 4·M + 40·M + 4·T·cs·(D + bc) ≈ 2.5 MB, backward 4·M + 4·T·cs·(2D + bc) ≈ 2.7 MB,
-      // plus sgemm's packing buffers, well under 8 MB.
-      expect(forwardPeak).toBeLessThan(8e6);
-      expect(backwardPeak).toBeLessThan(8e6);
-      expect(n * v * 4).toBeGreaterThan(500e6);
-    });
+        // From the scratch formulas in logprob_gather.cpp with M = 4096, cs = 256, bc = 512, T = 2:
+        // forward 4·M + 40·M + 4·T·cs·(D + bc) ≈ 1.4 MB, backward 4·M + 4·T·cs·(2·D + bc) ≈ 1.3 MB
+        // (1.65 and 1.59 MB measured, with sgemm's packing). 16 MB leaves room for any GEMM's packing
+        // buffers and is still 1/32 of the logits.
+        expect(forwardPeak).toBeLessThan(16e6);
+        expect(backwardPeak).toBeLessThan(16e6);
+      });
+    } finally {
+      setNumThreads(saved);
+    }
   });
 
   it("leaks nothing", () => {

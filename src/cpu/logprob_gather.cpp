@@ -12,9 +12,10 @@
 // RLHF_NUM_THREADS. (sgemm runs single-threaded inside a tile; when a call has a single tile it
 // may thread over rows, which leaves each element's arithmetic unchanged.)
 //
-// Parallelism: kTargetTasks tiles at least, whatever N is. With many chunks (large N) each
-// forward tile is a whole chunk; with few chunks (e.g. N = 16, V = 128256) the vocabulary is
-// split into ranges and the per-range (max, Σexp, ...) states are merged in range order.
+// Parallelism: about kTargetTasks tiles per parallel step whatever N is (fewer only for a small
+// V). With many chunks (large N) each forward tile is a whole chunk; with few chunks (e.g. N = 16,
+// V = 128256) the vocabulary is split into ranges and the per-range (max, Σexp, ...) states are
+// merged in range order. The backward always splits the vocabulary (see logprobGatherBackward).
 #include <algorithm>
 #include <cmath>
 #include <limits>
@@ -31,7 +32,7 @@ namespace {
 // Tiles aimed at per parallel step. A constant (not the thread count) so that the tiling, and with
 // it the rounding, is the same on every machine.
 constexpr int64_t kTargetTasks = 16;
-// Logits per block buffer (cs x blockCols floats, 512 KiB): small enough to stay in cache between
+// Logits per block buffer (cs x blockCols floats, 512 KiB): small enough to stay in L2/L3 between
 // the sgemm that writes it and the pass that reads it.
 constexpr int64_t kBlockFloats = int64_t{1} << 17;
 constexpr int64_t kMinBlockCols = 64;
