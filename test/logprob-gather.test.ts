@@ -146,7 +146,7 @@ describe("logprobGather forward", () => {
   it("is exact on a hand-computed case, and argmax takes the first of tied maxima", () => {
     scope(() => {
       // D = 1, hidden = [1]; weight rows give logits z = [1, 3, 2, 3]. Σ e^z = e + 2e³ + e²;
-      // lse = 3 + log(e^−2 + 2 + e^−1) = 3 + log(2.5032147244) = 3.9175327962...; logp(target 2) = 2 − lse.
+      // lse = 3 + log(e^−2 + 2 + e^−1) = 3 + log(2.5032147244) = 3.9175757956; logp(target 2) = 2 − lse.
       const lse = 3 + Math.log(Math.exp(-2) + 2 + Math.exp(-1));
       const r = logprobGather({
         hidden: tensor("float32", [1, 1], [1]),

@@ -219,7 +219,7 @@ void logprobGather(const LogprobGatherArgs& p) {
 // order at the end.
 //
 // Scratch (bytes), with T threads, cs, bc as in the forward:
-//   4·M (row ids) + 4·(P − 1)·M·D (partial dH slots; (P − 1)·M < kTargetTasks·cs)
+//   4·M (row ids) + 4·(P − 1)·M·D (partial dH slots; (P − 1)·M ≤ kTargetTasks·cs)
 //   + 4·T·cs·(2·D + bc) (gathered rows, dH accumulator and one logit block per thread)
 //   + sgemm's own packing.
 void logprobGatherBackward(const LogprobGatherBackwardArgs& p) {
