@@ -212,9 +212,9 @@ void logprobGather(const LogprobGatherArgs& p) {
 // No races, no locks, no W-sized copies: the tiles run in rounds, and within a round no two tiles
 // share a range (dW rows) or a dH destination. A chunk's dH has P destination slots: slot 0 is
 // dHidden itself, slots 1..P−1 are partial buffers (P = 1 when nC ≥ kTargetTasks, else
-// min(R, ceil(kTargetTasks / nC)), so small N still yields about kTargetTasks tiles per round, one
-// parallelTasks call each). Range
-// r = q·P + s writes slot s; in round k it processes chunk (q + k) mod L, L = max(nC, ceil(R / P)).
+// min(R, ceil(kTargetTasks / nC)), so small N still yields about kTargetTasks tiles per round; a
+// round is one parallelTasks call). Range r = q·P + s writes slot s; in round k it processes chunk
+// (q + k) mod L, L = max(nC, ceil(R / P)).
 // So every (chunk, range) tile runs exactly once, and each dW range and each dH slot receives its
 // contributions in an order fixed by (nC, R, P). The partial slots are added to dHidden in slot
 // order at the end.
