@@ -1,5 +1,6 @@
 /** Every benchmark case, and running a selection of them. */
 import { BenchCase, BenchOptions, BenchResult } from "./harness";
+import { logprobGatherCases } from "./cases/logprob-gather";
 import { matmulCases } from "./cases/matmul";
 import { adamwCases } from "./cases/adamw";
 import { embeddingCases } from "./cases/embedding";
@@ -16,6 +17,7 @@ export const allCases: BenchCase[] = [
   ...adamwCases,
   ...attentionCases,
   ...ropeCases,
+  ...logprobGatherCases,
 ];
 
 export interface RunBenchOptions extends BenchOptions {

@@ -13,3 +13,5 @@ export * from "./ops/adamw";
 export * from "./ops/grad_norm";
 export * from "./ops/rope";
 export * from "./ops/attention";
+export * from "./ops/logprob-gather";
+export * from "./ops/cross-entropy";
