@@ -22,9 +22,9 @@
 
 #include "../kernels.h"
 #include "../memory.h"
-#include "exp_math.h"
 #include "gemm.h"
 #include "parallel.h"
+#include "softmax_math.h"
 
 namespace rlhf::cpu {
 namespace {
@@ -59,32 +59,9 @@ Geometry geometry(int64_t batch, int64_t seqQ, int64_t seqK, int64_t headsQ, int
   return {batch, seqQ, seqK, headsQ, headsKv, dim, headsQ / headsKv, seqK - seqQ, causal, keyMask};
 }
 
-// Max and sum of s[0, n) through 8 independent partials: a loop shape the compiler vectorizes
-// without -ffast-math (the order of the float operations is fixed, so results are deterministic).
-float rowMax(const float* s, int64_t n) {
-  float acc[8] = {kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf, kNegInf};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] = selectFloat(s[j + l] > acc[l], s[j + l], acc[l]);
-  }
-  for (; j < n; ++j) acc[0] = selectFloat(s[j] > acc[0], s[j], acc[0]);
-  return *std::max_element(acc, acc + 8);
-}
-float rowSum(const float* s, int64_t n) {
-  float acc[8] = {};
-  int64_t j = 0;
-  for (; j + 8 <= n; j += 8) {
-    for (int l = 0; l < 8; ++l) acc[l] += s[j + l];
-  }
-  for (; j < n; ++j) acc[0] += s[j];
-  float total = 0.0f;
-  for (float a : acc) total += a;
-  return total;
-}
-
 // A row of scaled scores s[0, n) → its softmax over the visible keys (j < limit and mask[j] != 0),
 // in place, with 0 for every other key. Returns the logsumexp, or −inf (and a zero row) when no key
-// is visible. Masked scores become −inf, which expFast maps to 0.
+// is visible. Masked scores become −inf, which fastExp maps to 0.
 float softmaxRow(float* s, int64_t limit, int64_t n, const int32_t* mask) {
   std::fill(s + limit, s + n, 0.0f);
   if (mask) {
@@ -95,7 +72,7 @@ float softmaxRow(float* s, int64_t limit, int64_t n, const int32_t* mask) {
     std::fill(s, s + limit, 0.0f);
     return kNegInf;
   }
-  for (int64_t j = 0; j < limit; ++j) s[j] = expFast(s[j] - max);
+  for (int64_t j = 0; j < limit; ++j) s[j] = fastExp(s[j] - max);
   const float sum = rowSum(s, limit);
   const float inv = 1.0f / sum;
   for (int64_t j = 0; j < limit; ++j) s[j] *= inv;
@@ -106,7 +83,7 @@ float softmaxRow(float* s, int64_t limit, int64_t n, const int32_t* mask) {
 // lse = −inf: the query saw no key).
 void probabilitiesRow(float* s, int64_t limit, int64_t n, const int32_t* mask, float lse) {
   if (lse == kNegInf) limit = 0;
-  for (int64_t j = 0; j < limit; ++j) s[j] = expFast(s[j] - lse);
+  for (int64_t j = 0; j < limit; ++j) s[j] = fastExp(s[j] - lse);
   if (mask) {
     for (int64_t j = 0; j < limit; ++j) s[j] = selectFloat(mask[j] != 0, s[j], 0.0f);
   }
@@ -239,7 +216,7 @@ void attentionBackward(const AttentionBackwardArgs& p) {
           std::fill(pr, pr + from, 0.0f);
           std::fill(dr, dr + from, 0.0f);
           for (int64_t c = from; c < n; ++c) {
-            pr[c] = expFast(pr[c] - lseChunk[c]);
+            pr[c] = fastExp(pr[c] - lseChunk[c]);
             dr[c] = pr[c] * (dr[c] - diChunk[c]);
           }
         }

@@ -1,4 +1,4 @@
-// Row helpers for the kernels that normalise over a vocabulary (cross-entropy, log-prob gather):
+// Row helpers for the kernels that normalise over a row (attention, cross-entropy, log-prob gather):
 // a float32 exp the compiler can vectorise, and row reductions (max, Σ exp) written as kLanes
 // independent partial results so that they vectorise without -ffast-math (which would otherwise
 // forbid reassociating a float sum). The partial results are combined in a fixed order, so the
@@ -12,23 +12,19 @@
 
 namespace rlhf::cpu {
 
-namespace softmax_detail {
-
-// pick ? b : a on the bit patterns. A plain `?:` between a variable and a constant lets GCC move
-// the arithmetic that follows into both arms, and the (trapping) float ops there then block
+// condition ? a : b on the bit patterns. A float `?:` inside a loop lets GCC move the arithmetic
+// that follows into both arms, and with its default -ftrapping-math those float ops then block
 // vectorisation; integer masks do not.
-inline float bitSelect(bool pick, float a, float b) {
+inline float selectFloat(bool condition, float a, float b) {
   uint32_t ab, bb;
   std::memcpy(&ab, &a, 4);
   std::memcpy(&bb, &b, 4);
-  const uint32_t mask = pick ? 0xFFFFFFFFu : 0u;
-  const uint32_t r = (ab & ~mask) | (bb & mask);
+  const uint32_t mask = 0u - static_cast<uint32_t>(condition);
+  const uint32_t r = (ab & mask) | (bb & ~mask);
   float out;
   std::memcpy(&out, &r, 4);
   return out;
 }
-
-}  // namespace softmax_detail
 
 // e^x in float32, branch-free so that loops calling it vectorise. exp(x) = 2^k · e^r with
 // k = round(x·log2 e), r = x − k·ln 2 (ln 2 split in two for exactness), e^r by the Cephes expf
@@ -36,8 +32,7 @@ inline float bitSelect(bool pick, float a, float b) {
 // 0 (no subnormals), above it +inf; NaN stays NaN.
 inline float fastExp(float x) {
   constexpr float kLo = -87.33654f, kHi = 88.37626f;
-  using softmax_detail::bitSelect;
-  const float xc = bitSelect(x > kHi, bitSelect(x < kLo, x, kLo), kHi);
+  const float xc = selectFloat(x > kHi, kHi, selectFloat(x < kLo, kLo, x));
   // Adding 1.5·2^23 rounds x·log2 e to an integer held in the low mantissa bits of t.
   const float t = xc * 1.44269504088896341f + 12582912.0f;
   const float k = t - 12582912.0f;
@@ -65,12 +60,25 @@ inline float rowMax(const float* x, int64_t n) {
   for (float& m : lane) m = -std::numeric_limits<float>::infinity();
   int64_t j = 0;
   for (; j + kLanes <= n; j += kLanes) {
-    for (int l = 0; l < kLanes; ++l) lane[l] = x[j + l] > lane[l] ? x[j + l] : lane[l];
+    for (int l = 0; l < kLanes; ++l) lane[l] = selectFloat(x[j + l] > lane[l], x[j + l], lane[l]);
   }
   float best = -std::numeric_limits<float>::infinity();
   for (; j < n; ++j) best = x[j] > best ? x[j] : best;
   for (float m : lane) best = m > best ? m : best;
   return best;
+}
+
+// Σ x[0, n) in float32 through kLanes partial sums combined in a fixed order.
+inline float rowSum(const float* x, int64_t n) {
+  float lane[kLanes] = {};
+  int64_t j = 0;
+  for (; j + kLanes <= n; j += kLanes) {
+    for (int l = 0; l < kLanes; ++l) lane[l] += x[j + l];
+  }
+  float total = 0.0f;
+  for (; j < n; ++j) total += x[j];
+  for (float a : lane) total += a;
+  return total;
 }
 
 // The first position of `value` in x[0, n), or n when absent (torch.argmax's tie rule).
