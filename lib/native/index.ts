@@ -6,3 +6,4 @@ export * from "./factories";
 export type { DType, MemoryStats, Tensor } from "./tensor";
 export * from "./ops/matmul";
 export * from "./ops/swiglu";
+export * from "./ops/losses";
