@@ -110,6 +110,11 @@ float* lengths(OpArgs& args, const char* key, const std::string& needed = "") {
 // checked that info[0] is an options object).
 Napi::Value peek(const Napi::CallbackInfo& info, const char* key) { return info[0].As<Napi::Object>().Get(key); }
 
+// Fails when an option that the other options make necessary is absent: "'key' is required <why>".
+void requireOption(const Napi::CallbackInfo& info, const OpArgs& args, const char* key, const std::string& why) {
+  if (peek(info, key).IsUndefined()) args.fail("'" + std::string(key) + "' is required " + why);
+}
+
 // A string option or an array of them, as TRL's loss_type accepts.
 std::vector<int> choiceOrList(const Napi::CallbackInfo& info, OpArgs& args, const char* key,
                               const std::vector<std::string>& allowed, int fallback) {
@@ -226,6 +231,7 @@ Napi::Value KtoLoss(const Napi::CallbackInfo& info) {
   const double undesirableWeight = args.number("undesirableWeight", 1.0, 0.0, kHuge);
   // TRL clamps the gathered KL estimate at 0 before using it as the anchor z0.
   const bool needsKl = lossType == KtoLossType::Kto;
+  if (needsKl) requireOption(info, args, "kl", "for lossType 'kto' (the KL anchor z0, a number)");
   const double klInput = args.number("kl", needsKl ? std::nullopt : std::optional<double>(0.0), -kHuge, kHuge);
   args.finish();
   const double kl = needsKl ? std::max(klInput, 0.0) : 0.0;
@@ -281,6 +287,7 @@ Napi::Value OrpoLoss(const Napi::CallbackInfo& info) {
   float* chosenLengths = chosenCounts.data<float>();
   float* rejectedLengths = rejectedCounts.data<float>();
   const double beta = positive(args, "beta", 0.1);
+  requireOption(info, args, "nll", "(the chosen rows' mean token cross-entropy, a number)");
   const double nll = args.number("nll", std::nullopt, 0.0, kHuge);
   args.finish();
   // log(1 − e^a) needs a < 0: a completion's average log-prob must be negative.
@@ -345,6 +352,9 @@ Napi::Value CpoLoss(const Napi::CallbackInfo& info) {
     args.failRange("'cpoAlpha' must be 0 (or absent) with lossType 'alphapo', got " + formatNumber(cpoAlpha));
   }
   // TRL skips the NLL when cpo_alpha == 0 and logs nll_loss = 0.
+  if (cpoAlpha != 0.0) {
+    requireOption(info, args, "nll", "unless 'cpoAlpha' is 0 (the chosen rows' mean token cross-entropy, a number)");
+  }
   const double nllInput = args.number("nll", cpoAlpha == 0.0 ? std::optional<double>(0.0) : std::nullopt, 0.0, kHuge);
   const double nll = cpoAlpha == 0.0 ? 0.0 : nllInput;
   const bool averaged = lossType == CpoLossType::Ipo || lossType == CpoLossType::Simpo;
@@ -402,11 +412,19 @@ Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   if (refLogp) checkFinite(args, "refLogp", *refLogp);
   const double epsilon = args.number("epsilon", 0.2, 0.0, 1.0);
   const double epsilonHigh = args.number("epsilonHigh", epsilon, 0.0, kHuge);
-  const bool hasDelta = !peek(info, "delta").IsUndefined();
-  const double delta = hasDelta ? positive(args, "delta", 0.0) : 0.0;
+  // delta: absent = off; when given it must be > 0.
+  const double delta = args.number("delta", 0.0, -kHuge, kHuge);
+  if (!peek(info, "delta").IsUndefined() && !(delta > 0.0)) {
+    args.failRange("'delta' must be > 0, got " + formatNumber(delta));
+  }
   const auto lossType = static_cast<GrpoLossType>(args.choice("lossType", {"grpo", "bnpo", "dr_grpo", "dapo"}, 3));
   const auto level = static_cast<ImportanceLevel>(args.choice("importanceSamplingLevel", {"token", "sequence"}, 0));
   const bool drGrpo = lossType == GrpoLossType::DrGrpo, dapo = lossType == GrpoLossType::Dapo;
+  if (drGrpo) requireOption(info, args, "maxCompletionLength", "for lossType 'dr_grpo' (its constant normaliser)");
+  if (dapo) {
+    requireOption(info, args, "numItemsInBatch",
+                  "for lossType 'dapo' (loss-mask tokens of the generation batch over all processes)");
+  }
   const int64_t maxCompletionLength = args.integer(
       "maxCompletionLength", drGrpo ? std::nullopt : std::optional<int64_t>(1), 1, std::numeric_limits<int32_t>::max());
   const double numItems = args.number("numItemsInBatch", dapo ? std::nullopt : std::optional<double>(1.0), 0.0, kHuge);

@@ -285,13 +285,14 @@ export function refGrpo(b: GrpoBatch, o: GrpoRefOptions): { loss: number; metric
     for (let t = 0; t < T; ++t) s += at(b.mask, i, t);
     return s;
   };
-  // coef_1 per row (sequence) or per token.
-  const coef1 = (i: number, t: number): number => {
-    if (!sequence) return Math.exp(at(b.logp, i, t) - at(old, i, t));
+  // coef_1 = exp(log importance weight): per token, or per row at sequence level (GSPO).
+  const logWeight = Array.from({ length: B }, (_, i) => {
     let s = 0;
     for (let u = 0; u < T; ++u) s += (at(b.logp, i, u) - at(old, i, u)) * at(b.mask, i, u);
-    return Math.exp(s / Math.max(rowMask(i), 1));
-  };
+    return s / Math.max(rowMask(i), 1);
+  });
+  const coef1 = (i: number, t: number): number =>
+    Math.exp(sequence ? logWeight[i] : at(b.logp, i, t) - at(old, i, t));
   const perTokenKl = (i: number, t: number): number => {
     const d = at(b.refLogp!, i, t) - at(b.logp, i, t);
     return Math.exp(d) - d - 1;
