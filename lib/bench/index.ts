@@ -1,8 +1,9 @@
 /** Every benchmark case, and running a selection of them. */
 import { BenchCase, BenchOptions, BenchResult } from "./harness";
+import { lossCases } from "./cases/losses";
 import { matmulCases } from "./cases/matmul";
 
-export const allCases: BenchCase[] = [...matmulCases];
+export const allCases: BenchCase[] = [...matmulCases, ...lossCases];
 
 export interface RunBenchOptions extends BenchOptions {
   /** Run every case, not only the quick set. */

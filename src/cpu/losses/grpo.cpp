@@ -20,6 +20,11 @@
 namespace rlhf::cpu {
 namespace {
 
+// The clip settings: ρ̂ = clamp(ρ, lo, hi); ρ' = min(ρ, cap) with cap = δ, or +∞ when δ is off.
+struct Clip {
+  double lo, hi, cap;
+};
+
 // The clipped surrogate −min(ρ'A, ρ̂A) at one ratio, its derivative w.r.t. log ρ, and the
 // clip-ratio flags TRL logs (computed, like TRL's, on the δ-capped ratio ρ').
 struct Surrogate {
@@ -27,15 +32,14 @@ struct Surrogate {
   bool lowClipped, highClipped;
 };
 
-Surrogate surrogate(double rho, double adv, double lo, double hi, double delta) {
-  const bool capped = delta > 0.0 && rho > delta;
-  const double rhoCapped = capped ? delta : rho;
-  const double dCapped = capped ? 0.0 : rho;
-  const double rhoClipped = std::min(std::max(rho, lo), hi);
-  const double dClipped = rho >= lo && rho <= hi ? rho : 0.0;
+inline Surrogate surrogate(double rho, double adv, const Clip& clip) {
+  const double rhoCapped = std::min(rho, clip.cap);
+  const double dCapped = rho <= clip.cap ? rho : 0.0;
+  const double rhoClipped = std::min(std::max(rho, clip.lo), clip.hi);
+  const double dClipped = rho >= clip.lo && rho <= clip.hi ? rho : 0.0;
   const double u = rhoCapped * adv, v = rhoClipped * adv;
   const double dRatio = u < v ? dCapped : u > v ? dClipped : 0.5 * (dCapped + dClipped);
-  return {-std::min(u, v), -adv * dRatio, rhoCapped < lo && adv < 0.0, rhoCapped > hi && adv > 0.0};
+  return {-std::min(u, v), -adv * dRatio, rhoCapped < clip.lo && adv < 0.0, rhoCapped > clip.hi && adv > 0.0};
 }
 
 // Per-row sums; `loss` is Σ_t M·ℓ before the row's aggregation coefficient.
@@ -46,13 +50,87 @@ struct RowStats {
   double low, high, region;  // clipped token counts (token level) or 0/1 flags (sequence level)
 };
 
+// One row's tensors, each [T].
+struct RowView {
+  const float* logp;
+  const float* old;  // null on-policy
+  const float* ref;  // null without KL
+  const float* mask;
+  float* dLogp;
+  int64_t seq;
+};
+
+// Token level: writes dLogp = c·dℓ/dlogp and accumulates the row's sums. Specialised on the
+// presence of oldLogp (on-policy, ρ ≡ 1 needs no exponential) and of the KL term, so the loop
+// carries no per-token tests beyond the mask.
+template <bool kOffPolicy, bool kKl>
+void tokenLevelRow(const RowView& r, double adv, double c, const Clip& clip, double beta, RowStats& row) {
+  double loss = 0.0, kl = 0.0, low = 0.0, high = 0.0, region = 0.0;
+  for (int64_t t = 0; t < r.seq; ++t) {
+    if (r.mask[t] == 0.0f) {
+      r.dLogp[t] = 0.0f;
+      continue;
+    }
+    const double logp = r.logp[t];
+    const Surrogate s = surrogate(kOffPolicy ? std::exp(logp - r.old[t]) : 1.0, adv, clip);
+    double tokenLoss = s.loss, grad = s.dLogRatio;
+    low += s.lowClipped;
+    high += s.highClipped;
+    region += s.lowClipped || s.highClipped;
+    if (kKl) {
+      // k3 = e^d − d − 1 with d = ref − logp; dk3/dlogp = 1 − e^d.
+      const double d = r.ref[t] - logp;
+      const double ed = std::exp(d);
+      kl += ed - d - 1.0;
+      tokenLoss += beta * (ed - d - 1.0);
+      grad += beta * (1.0 - ed);
+    }
+    loss += tokenLoss;
+    r.dLogp[t] = static_cast<float>(c * grad);
+  }
+  row.loss = c * loss;
+  row.kl = kl;
+  row.low = low;
+  row.high = high;
+  row.region = region;
+}
+
+// Sequence level (GSPO): one surrogate per row, shared by its n_i tokens; each masked token's
+// log-prob moves log w_i by 1/max(n_i, 1). The KL stays per token.
+template <bool kKl>
+void sequenceLevelRow(const RowView& r, double adv, double c, const Clip& clip, double beta, RowStats& row) {
+  const Surrogate s = surrogate(std::exp(row.logWeight), adv, clip);
+  const double seqGrad = s.dLogRatio * row.tokens / std::max(row.tokens, 1.0);
+  double kl = 0.0;
+  for (int64_t t = 0; t < r.seq; ++t) {
+    if (r.mask[t] == 0.0f) {
+      r.dLogp[t] = 0.0f;
+      continue;
+    }
+    double grad = seqGrad;
+    if (kKl) {
+      const double d = static_cast<double>(r.ref[t]) - r.logp[t];
+      const double ed = std::exp(d);
+      kl += ed - d - 1.0;
+      grad += beta * (1.0 - ed);
+    }
+    r.dLogp[t] = static_cast<float>(c * grad);
+  }
+  row.loss = c * (s.loss * row.tokens + beta * kl);
+  row.kl = kl;
+  row.low = s.lowClipped;
+  row.high = s.highClipped;
+  row.region = s.lowClipped || s.highClipped;
+}
+
 }  // namespace
 
 void grpoLoss(const GrpoLossArgs& p) {
   const int64_t rows = p.rows, seq = p.seq;
   const bool sequenceLevel = p.importanceLevel == ImportanceLevel::Sequence;
-  const double lo = 1.0 - static_cast<double>(p.epsilonLow), hi = 1.0 + static_cast<double>(p.epsilonHigh);
-  const double beta = p.beta, delta = p.delta, ga = p.gradAccumSteps;
+  const Clip clip{1.0 - static_cast<double>(p.epsilonLow), 1.0 + static_cast<double>(p.epsilonHigh),
+                  p.delta > 0.0f ? static_cast<double>(p.delta) : std::numeric_limits<double>::infinity()};
+  const double beta = p.beta, ga = p.gradAccumSteps;
   const int64_t grain = std::max<int64_t>(1, (1 << 14) / std::max<int64_t>(seq, 1));
   ScratchBuffer<RowStats> stats(static_cast<size_t>(rows));
 
@@ -87,57 +165,24 @@ void grpoLoss(const GrpoLossArgs& p) {
   };
 
   // Pass 2: per-token loss, gradient and clip statistics.
+  const bool offPolicy = p.oldLogp != nullptr, withKl = p.refLogp != nullptr;
   parallelFor(rows, grain, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
+      const int64_t o = i * seq;
+      const RowView r{p.logp + o, offPolicy ? p.oldLogp + o : nullptr, withKl ? p.refLogp + o : nullptr,
+                      p.mask + o, p.dLogp + o, seq};
+      const double adv = p.advantages[i], c = coefficient(stats[i].tokens);
       RowStats& row = stats[i];
-      const float* logp = p.logp + i * seq;
-      const float* old = p.oldLogp ? p.oldLogp + i * seq : nullptr;
-      const float* ref = p.refLogp ? p.refLogp + i * seq : nullptr;
-      const float* mask = p.mask + i * seq;
-      float* dLogp = p.dLogp + i * seq;
-      const double adv = p.advantages[i];
-      const double c = coefficient(row.tokens);
-      // Sequence level: one surrogate per row; each masked token's log-prob moves log w_i by
-      // 1/max(n_i, 1), and the row's n_i tokens all carry ℓ_i.
-      Surrogate rowSurrogate{};
-      double seqGrad = 0.0;
       if (sequenceLevel) {
-        rowSurrogate = surrogate(std::exp(row.logWeight), adv, lo, hi, delta);
-        seqGrad = rowSurrogate.dLogRatio * row.tokens / std::max(row.tokens, 1.0);
-        row.loss = rowSurrogate.loss * row.tokens;
-        row.low = rowSurrogate.lowClipped;
-        row.high = rowSurrogate.highClipped;
-        row.region = rowSurrogate.lowClipped || rowSurrogate.highClipped;
+        if (withKl) sequenceLevelRow<true>(r, adv, c, clip, beta, row);
+        else sequenceLevelRow<false>(r, adv, c, clip, beta, row);
+      } else if (offPolicy) {
+        if (withKl) tokenLevelRow<true, true>(r, adv, c, clip, beta, row);
+        else tokenLevelRow<true, false>(r, adv, c, clip, beta, row);
+      } else {
+        if (withKl) tokenLevelRow<false, true>(r, adv, c, clip, beta, row);
+        else tokenLevelRow<false, false>(r, adv, c, clip, beta, row);
       }
-      for (int64_t t = 0; t < seq; ++t) {
-        if (mask[t] == 0.0f) {
-          dLogp[t] = 0.0f;
-          continue;
-        }
-        double grad;
-        if (sequenceLevel) {
-          grad = seqGrad;
-        } else {
-          const double lr = old ? static_cast<double>(logp[t]) - old[t] : 0.0;
-          const Surrogate s = surrogate(std::exp(lr), adv, lo, hi, delta);
-          row.loss += s.loss;
-          row.low += s.lowClipped;
-          row.high += s.highClipped;
-          row.region += s.lowClipped || s.highClipped;
-          grad = s.dLogRatio;
-        }
-        if (ref) {
-          // k3 = e^d − d − 1 with d = ref − logp; dk3/dlogp = 1 − e^d.
-          const double d = static_cast<double>(ref[t]) - logp[t];
-          const double ed = std::exp(d);
-          const double k3 = ed - d - 1.0;
-          row.kl += k3;
-          row.loss += beta * k3;
-          grad += beta * (1.0 - ed);
-        }
-        dLogp[t] = static_cast<float>(c * grad);
-      }
-      row.loss *= c;
     }
   });
 
