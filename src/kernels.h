@@ -322,9 +322,9 @@ struct OrpoLossArgs {
   float beta;
   double nll;
   double* loss;
-  float* dPolicyChosen;        // [P], overwritten
-  float* dPolicyRejected;      // [P], overwritten
-  OddsRatioMetrics* metrics;   // or null
+  float* dPolicyChosen;       // [P], overwritten
+  float* dPolicyRejected;     // [P], overwritten
+  OddsRatioMetrics* metrics;  // or null
 };
 
 enum class CpoLossType : int32_t { Sigmoid, Hinge, Ipo, Simpo };

@@ -32,7 +32,8 @@
 namespace rlhf::binding {
 namespace {
 
-constexpr double kHuge = std::numeric_limits<double>::max();
+// The bound of every numeric option: kernels take most scalars as float32.
+constexpr double kHuge = std::numeric_limits<float>::max();
 
 std::string formatNumber(double v) {
   std::ostringstream out;
@@ -86,15 +87,15 @@ double positive(OpArgs& args, const char* key, double fallback) {
   return v;
 }
 
-// A required float32 [P] tensor of finite log-probs.
+// A required float32 [dim] tensor of finite log-prob sums.
 TensorWrap& logps(OpArgs& args, const char* key, const char* dim) {
   TensorWrap& t = args.tensor(key, DType::Float32, {dim});
   checkFinite(args, key, t);
   return t;
 }
 
-// Lengths [P], optional unless `needed` names the loss type that requires them.
-float* lengths(OpArgs& args, const char* key, const std::string& needed = "") {
+// Lengths [P], optional unless `needed` names the loss type that requires them ("" if none does).
+float* lengths(OpArgs& args, const char* key, const std::string& needed) {
   TensorWrap* t = args.optionalTensor(key, DType::Float32, {"P"});
   if (!t) {
     if (!needed.empty()) {
@@ -125,14 +126,13 @@ std::vector<int> choiceOrList(const Napi::CallbackInfo& info, OpArgs& args, cons
   return out;
 }
 
-Napi::Object newObject(Napi::Env env) { return Napi::Object::New(env); }
-
 // ---------------------------------------------------------------------------------------------
 // DPO
 
-const std::vector<std::string> kDpoLossTypes = {"sigmoid", "hinge",    "ipo",      "robust",   "exo_pair",
-                                                "nca_pair", "bco_pair", "sppo_hard", "apo_zero", "apo_down",
-                                                "discopop", "sigmoid_norm", "sft"};
+// In DpoLossType's order.
+const std::vector<std::string> kDpoLossTypes = {
+    "sigmoid",  "hinge",    "ipo",       "robust",   "exo_pair", "nca_pair",     "bco_pair",
+    "sppo_hard", "apo_zero", "apo_down", "discopop", "sigmoid_norm", "sft"};
 const std::vector<std::string> kFDivergences = {"reverse_kl", "forward_kl", "js_divergence", "alpha_divergence"};
 
 Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
@@ -159,8 +159,10 @@ Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
       args.failRange("'lossWeights[" + std::to_string(k) + "]' must be >= 0, got " + formatNumber(weights[k]));
     }
   }
-  const double labelSmoothing = args.number("labelSmoothing", 0.0, 0.0, 1.0);
-  if (labelSmoothing >= 1.0) args.failRange("'labelSmoothing' must be < 1, got 1");
+  const double labelSmoothing = args.number("labelSmoothing", 0.0, -kHuge, kHuge);
+  if (!(labelSmoothing >= 0.0 && labelSmoothing < 1.0)) {
+    args.failRange("'labelSmoothing' must be in [0, 1), got " + formatNumber(labelSmoothing));
+  }
   if (uses(DpoLossType::ExoPair) && labelSmoothing == 0.0) {
     args.failRange("'labelSmoothing' must be > 0 for lossType 'exo_pair' (the EXO paper recommends 1e-3)");
   }
@@ -199,14 +201,14 @@ Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
                 dChosen.t->data<float>(), dRejected.t->data<float>(), &m});
 
   Napi::Env env = args.env();
-  Napi::Object metrics = newObject(env);
+  Napi::Object metrics = Napi::Object::New(env);
   metrics.Set("rewards/chosen", m.rewardsChosen);
   metrics.Set("rewards/rejected", m.rewardsRejected);
   metrics.Set("rewards/accuracies", m.rewardsAccuracies);
   metrics.Set("rewards/margins", m.rewardsMargins);
   metrics.Set("logps/chosen", m.logpsChosen);
   metrics.Set("logps/rejected", m.logpsRejected);
-  Napi::Object result = newObject(env);
+  Napi::Object result = Napi::Object::New(env);
   result.Set("loss", loss);
   result.Set("dPolicyChosen", dChosen.js);
   result.Set("dPolicyRejected", dRejected.js);
@@ -245,7 +247,7 @@ Napi::Value KtoLoss(const Napi::CallbackInfo& info) {
                 lossType, &loss, dPolicy.t->data<float>(), &m});
 
   Napi::Env env = args.env();
-  Napi::Object metrics = newObject(env);
+  Napi::Object metrics = Napi::Object::New(env);
   metrics.Set("kl", kl);
   metrics.Set("rewards/chosen_sum", m.rewardsChosenSum);
   metrics.Set("rewards/rejected_sum", m.rewardsRejectedSum);
@@ -265,7 +267,7 @@ Napi::Value KtoLoss(const Napi::CallbackInfo& info) {
   if (m.chosenCount > 0 && m.rejectedCount > 0) {
     metrics.Set("rewards/margins", m.rewardsChosenSum / m.chosenCount - m.rewardsRejectedSum / m.rejectedCount);
   }
-  Napi::Object result = newObject(env);
+  Napi::Object result = Napi::Object::New(env);
   result.Set("loss", loss);
   result.Set("dPolicy", dPolicy.js);
   result.Set("metrics", metrics);
@@ -281,38 +283,30 @@ Napi::Value OrpoLoss(const Napi::CallbackInfo& info) {
   TensorWrap& policyRejected = logps(args, "policyRejected", "P");
   const int64_t pairs = args.dim("P");
   if (pairs < 1) args.failRange("needs at least one pair, got 'policyChosen' " + policyChosen.describe());
+  // The odds need log(1 − e^a) with a = S/max(n, 1) < 0, that is every sum < 0 (p < 1).
+  const char* negativeRule = "must hold log-prob sums < 0 (the odds need p < 1)";
+  const auto negative = [](float x) { return x < 0.0f; };
+  checkValues<float>(args, "policyChosen", policyChosen, negativeRule, negative);
+  checkValues<float>(args, "policyRejected", policyRejected, negativeRule, negative);
   TensorWrap& chosenCounts = args.tensor("chosenLengths", DType::Float32, {"P"});
   checkLengths(args, "chosenLengths", chosenCounts);
   TensorWrap& rejectedCounts = args.tensor("rejectedLengths", DType::Float32, {"P"});
   checkLengths(args, "rejectedLengths", rejectedCounts);
-  float* chosenLengths = chosenCounts.data<float>();
-  float* rejectedLengths = rejectedCounts.data<float>();
   const double beta = positive(args, "beta", 0.1);
   requireOption(info, args, "nll", "(the chosen rows' mean token cross-entropy, a number)");
   const double nll = args.number("nll", std::nullopt, 0.0, kHuge);
   args.finish();
-  // log(1 − e^a) needs a < 0: a completion's average log-prob must be negative.
-  const float* sums[2] = {policyChosen.data<float>(), policyRejected.data<float>()};
-  const float* counts[2] = {chosenLengths, rejectedLengths};
-  const char* keys[2] = {"policyChosen", "policyRejected"};
-  for (int64_t i = 0; i < pairs; ++i) {
-    for (int s = 0; s < 2; ++s) {
-      if (!(sums[s][i] / std::max(counts[s][i], 1.0f) < 0.0f)) {
-        args.failRange("'" + std::string(keys[s]) + "' must be < 0 (log(1 - p) needs p < 1 for the odds), got " +
-                       formatNumber(sums[s][i]) + " at [" + std::to_string(i) + "]");
-      }
-    }
-  }
 
   NewTensor dChosen = newTensor(args.env(), DType::Float32, {pairs});
   NewTensor dRejected = newTensor(args.env(), DType::Float32, {pairs});
   double loss = 0.0;
   OddsRatioMetrics m{};
-  cpu::orpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), chosenLengths, rejectedLengths,
-                 static_cast<float>(beta), nll, &loss, dChosen.t->data<float>(), dRejected.t->data<float>(), &m});
+  cpu::orpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), chosenCounts.data<float>(),
+                 rejectedCounts.data<float>(), static_cast<float>(beta), nll, &loss, dChosen.t->data<float>(),
+                 dRejected.t->data<float>(), &m});
 
   Napi::Env env = args.env();
-  Napi::Object metrics = newObject(env);
+  Napi::Object metrics = Napi::Object::New(env);
   metrics.Set("rewards/chosen", m.rewardsChosen);
   metrics.Set("rewards/rejected", m.rewardsRejected);
   metrics.Set("rewards/accuracies", m.rewardsAccuracies);
@@ -322,7 +316,7 @@ Napi::Value OrpoLoss(const Napi::CallbackInfo& info) {
   metrics.Set("nll_loss", m.nllLoss);
   metrics.Set("log_odds_ratio", m.logOddsRatio);
   metrics.Set("log_odds_chosen", m.logOddsChosen);
-  Napi::Object result = newObject(env);
+  Napi::Object result = Napi::Object::New(env);
   result.Set("loss", loss);
   result.Set("dPolicyChosen", dChosen.js);
   result.Set("dPolicyRejected", dRejected.js);
@@ -374,7 +368,7 @@ Napi::Value CpoLoss(const Napi::CallbackInfo& info) {
                 dChosen.t->data<float>(), dRejected.t->data<float>(), &m});
 
   Napi::Env env = args.env();
-  Napi::Object metrics = newObject(env);
+  Napi::Object metrics = Napi::Object::New(env);
   metrics.Set("rewards/chosen", m.rewardsChosen);
   metrics.Set("rewards/rejected", m.rewardsRejected);
   metrics.Set("rewards/accuracies", m.rewardsAccuracies);
@@ -382,7 +376,7 @@ Napi::Value CpoLoss(const Napi::CallbackInfo& info) {
   metrics.Set("logps/chosen", m.logpsChosen);
   metrics.Set("logps/rejected", m.logpsRejected);
   metrics.Set("nll_loss", m.nllLoss);
-  Napi::Object result = newObject(env);
+  Napi::Object result = Napi::Object::New(env);
   result.Set("loss", loss);
   result.Set("dPolicyChosen", dChosen.js);
   result.Set("dPolicyRejected", dRejected.js);
@@ -444,14 +438,14 @@ Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
                  dLogp.t->data<float>(), &m});
 
   Napi::Env env = args.env();
-  Napi::Object metrics = newObject(env);
+  Napi::Object metrics = Napi::Object::New(env);
   if (refLogp) metrics.Set("kl", m.kl);
   metrics.Set("clip_ratio/low_mean", m.clipRatioLowMean);
   metrics.Set("clip_ratio/high_mean", m.clipRatioHighMean);
   metrics.Set("clip_ratio/region_mean", m.clipRatioRegionMean);
   metrics.Set("clip_ratio/low_min", m.clipRatioLowMin);
   metrics.Set("clip_ratio/high_max", m.clipRatioHighMax);
-  Napi::Object result = newObject(env);
+  Napi::Object result = Napi::Object::New(env);
   result.Set("loss", loss);
   result.Set("dLogp", dLogp.js);
   result.Set("maskedTokens", m.maskedTokens);

@@ -156,6 +156,8 @@ describe("cpoLoss", () => {
       ["a non-finite simpoGamma", () => cpoLoss(inputs(), { simpoGamma: NaN }), /'simpoGamma' must be finite/],
       ["NaN log-probs", () => cpoLoss({ ...inputs(), policyChosen: f32([NaN, -1]) }), /'policyChosen' must hold finite log-probs/],
       ["negative lengths", () => cpoLoss({ ...inputs(), chosenLengths: f32([-2, 3]) }), /'chosenLengths' must hold token counts/],
+      ["ipo without lengths", () => cpoLoss({ ...inputs(), chosenLengths: undefined }, { lossType: "ipo" }), /'chosenLengths' .* is required for lossType 'ipo'/],
+      ["no pairs", () => cpoLoss({ policyChosen: f32([]), policyRejected: f32([]), nll: 0 }), /needs at least one pair/],
       ["an unknown option", () => cpoLoss(inputs(), { gamma: 1 } as CpoLossOptions), /unknown option 'gamma'/],
     ];
     for (const [name, call, message] of cases) {

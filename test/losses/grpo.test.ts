@@ -307,6 +307,7 @@ describe("grpoLoss", () => {
       ["0 processes", () => grpoLoss(ins(), { ...dapo, numProcesses: 0 }), /'numProcesses' must be in \[1/],
       ["0 accumulation steps", () => grpoLoss(ins(), { lossType: "bnpo", gradientAccumulationSteps: 0 }), /'gradientAccumulationSteps' must be in \[1/],
       ["fractional accumulation steps", () => grpoLoss(ins(), { lossType: "bnpo", gradientAccumulationSteps: 1.5 }), /'gradientAccumulationSteps' must be an integer/],
+      ["no rows", () => grpoLoss({ logp: tensor("float32", [0, 3]), advantages: tensor("float32", [0]), mask: tensor("float32", [0, 3]) }, dapo), /needs at least one row and one position/],
       ["a rank-1 logp", () => grpoLoss({ ...ins(), logp: tensor("float32", [6]) }, dapo), /'logp' must have shape \[B, T\]/],
       ["an unknown option", () => grpoLoss(ins(), { ...dapo, epsilon_high: 0.3 } as GrpoLossOptions), /unknown option 'epsilon_high'/],
     ];

@@ -113,14 +113,15 @@ describe("orpoLoss", () => {
       nll: 1,
     });
     const cases: Array<[string, () => unknown, RegExp]> = [
-      ["an average log-prob of 0", () => orpoLoss({ ...inputs(), policyRejected: f32([-5, 0]) }), /orpoLoss: 'policyRejected' must be < 0 \(log\(1 - p\) needs p < 1 for the odds\), got 0 at \[1\]/],
-      ["a positive log-prob", () => orpoLoss({ ...inputs(), policyChosen: f32([0.5, -4]) }), /'policyChosen' must be < 0/],
+      ["an average log-prob of 0", () => orpoLoss({ ...inputs(), policyRejected: f32([-5, 0]) }), /orpoLoss: 'policyRejected' must hold log-prob sums < 0 \(the odds need p < 1\), got 0 at \[1\]/],
+      ["a positive log-prob", () => orpoLoss({ ...inputs(), policyChosen: f32([0.5, -4]) }), /'policyChosen' must hold log-prob sums < 0/],
       ["a missing nll", () => orpoLoss({ ...inputs(), nll: undefined as unknown as number }), /'nll' is required \(the chosen rows' mean token cross-entropy, a number\)/],
       ["a negative nll", () => orpoLoss({ ...inputs(), nll: -1 }), /'nll' must be in \[0/],
       ["missing lengths", () => orpoLoss({ ...inputs(), chosenLengths: undefined as unknown as Tensor }), /'chosenLengths' is required/],
       ["fractional lengths", () => orpoLoss({ ...inputs(), rejectedLengths: f32([2, 0.5]) }), /'rejectedLengths' must hold token counts/],
       ["beta 0", () => orpoLoss(inputs(), { beta: 0 }), /'beta' must be > 0/],
       ["mismatched shapes", () => orpoLoss({ ...inputs(), chosenLengths: f32([2]) }), /'chosenLengths' must have shape \[P\]/],
+      ["no pairs", () => orpoLoss({ policyChosen: f32([]), policyRejected: f32([]), chosenLengths: f32([]), rejectedLengths: f32([]), nll: 0 }), /needs at least one pair/],
       ["an unknown option", () => orpoLoss(inputs(), { orpoAlpha: 0.1 } as OrpoLossOptions), /unknown option 'orpoAlpha'/],
     ];
     for (const [name, call, message] of cases) {
