@@ -262,15 +262,17 @@ struct DpoMetrics {
   double logpsChosen, logpsRejected;                                         // means of S
 };
 // Batch of P pairs; loss = Σ_k weights[k] · mean_pairs(L_k) (each pair's losses times pairWeights[i]
-// when given — WPO). `sft` is the token-mean NLL of the chosen completions: −Σ S_c / Σ n_c.
+// when given — WPO). `sft` is the token-mean NLL of the chosen completions: −Σ S_c / max(Σ n_c, 1),
+// broadcast to every pair (so scaled by the mean pair weight). ipo and sigmoid_norm divide each
+// score by max(n, 1). Metrics use the reverse-KL rewards β·(S − S_ref) whatever the loss types.
 struct DpoLossArgs {
   int64_t pairs;
   const float* policyChosen;    // [P]
   const float* policyRejected;  // [P]
   const float* refChosen;       // [P]
   const float* refRejected;     // [P]
-  const float* chosenLengths;   // [P] completion token counts
-  const float* rejectedLengths; // [P]
+  const float* chosenLengths;   // [P] completion token counts; null unless ipo, sigmoid_norm or sft
+  const float* rejectedLengths; // [P]; null unless ipo or sigmoid_norm
   const float* pairWeights;     // [P] or null
   const DpoLossType* lossTypes;
   const float* lossWeights;
@@ -280,7 +282,7 @@ struct DpoLossArgs {
   double* loss;
   float* dPolicyChosen;    // [P], overwritten
   float* dPolicyRejected;  // [P], overwritten
-  DpoMetrics* metrics;
+  DpoMetrics* metrics;     // or null
 };
 
 enum class KtoLossType : int32_t { Kto, ApoZeroUnpaired };
@@ -301,7 +303,7 @@ struct KtoLossArgs {
   KtoLossType lossType;
   double* loss;
   float* dPolicy;  // [B], overwritten
-  KtoMetrics* metrics;
+  KtoMetrics* metrics;  // or null
 };
 
 struct OddsRatioMetrics {
@@ -309,8 +311,9 @@ struct OddsRatioMetrics {
   double logpsChosen, logpsRejected;  // means of the average log-probs S/n
   double logOddsRatio, logOddsChosen, nllLoss;
 };
-// ORPO: a = S_c/n_c, b = S_r/n_r; log_odds = (a − b) − (log1mexp(a) − log1mexp(b));
-// loss = nll − mean_pairs(β · logσ(log_odds)). `nll` is the chosen NLL computed by the caller.
+// ORPO: a = S_c/max(n_c, 1), b = S_r/max(n_r, 1), both < 0; log_odds = (a − b) − (log1mexp(a) −
+// log1mexp(b)); loss = nll − mean_pairs(β · logσ(log_odds)). `nll` is the chosen NLL computed by the
+// caller (its gradient is the caller's too). Rewards are β·a, β·b.
 struct OrpoLossArgs {
   int64_t pairs;
   const float* policyChosen;
@@ -320,9 +323,9 @@ struct OrpoLossArgs {
   float beta;
   double nll;
   double* loss;
-  float* dPolicyChosen;
-  float* dPolicyRejected;
-  OddsRatioMetrics* metrics;  // logOdds* fields filled
+  float* dPolicyChosen;       // [P], overwritten
+  float* dPolicyRejected;     // [P], overwritten
+  OddsRatioMetrics* metrics;  // or null
 };
 
 enum class CpoLossType : int32_t { Sigmoid, Hinge, Ipo, Simpo };
@@ -330,8 +333,9 @@ struct CpoMetrics {
   double rewardsChosen, rewardsRejected, rewardsAccuracies, rewardsMargins;
   double logpsChosen, logpsRejected, nllLoss;
 };
-// CPO / SimPO / AlphaPO: scores are S (sigmoid, hinge) or S/n (ipo, simpo), optionally reshaped by
-// alpha; loss = mean_pairs(L_pref) + cpoAlpha · nll.
+// CPO / SimPO / AlphaPO: scores are S (sigmoid, hinge) or S/max(n, 1) (ipo, simpo; lengths may be
+// null otherwise), optionally reshaped by alpha; loss = mean_pairs(L_pref) + cpoAlpha · nll. Rewards
+// are β times the (reshaped) scores; logps* are the means of the scores.
 struct CpoLossArgs {
   int64_t pairs;
   const float* policyChosen;
@@ -342,13 +346,17 @@ struct CpoLossArgs {
   float beta, labelSmoothing, simpoGamma, alpha, cpoAlpha;
   double nll;
   double* loss;
-  float* dPolicyChosen;
-  float* dPolicyRejected;
-  CpoMetrics* metrics;
+  float* dPolicyChosen;    // [P], overwritten
+  float* dPolicyRejected;  // [P], overwritten
+  CpoMetrics* metrics;     // or null
 };
 
 enum class GrpoLossType : int32_t { Grpo, Bnpo, DrGrpo, Dapo };
 enum class ImportanceLevel : int32_t { Token, Sequence };
+// TRL's definitions, local to the micro-batch. Clipped means: token-level, the masked mean of
+// [ρ' < 1 − ε_low ∧ A < 0] (low), [ρ' > 1 + ε_high ∧ A > 0] (high) and their union (region), with ρ'
+// the δ-capped ratio; sequence-level, the mean of the per-row flags over all B rows. Min/max: over
+// rows of each row's clipped fraction (rows without mask tokens skipped at token level; NaN if none).
 struct GrpoMetrics {
   double kl;  // masked mean of the k3 KL (0 when beta == 0)
   double clipRatioLowMean, clipRatioHighMean, clipRatioRegionMean;
@@ -356,7 +364,8 @@ struct GrpoMetrics {
   double maskedTokens;  // Σ mask
 };
 // Per-token clipped surrogate + β·k3 KL, aggregated per loss type (trl-losses.md §6.7–6.9).
-// logp, oldLogp, refLogp, mask [B, T]; advantages [B].
+// logp, oldLogp, refLogp, mask [B, T] (mask values 0 or 1; masked-out tokens are skipped and get
+// dLogp = 0); advantages [B].
 struct GrpoLossArgs {
   int64_t rows, seq;
   const float* logp;
@@ -369,11 +378,11 @@ struct GrpoLossArgs {
   GrpoLossType lossType;
   ImportanceLevel importanceLevel;
   int64_t maxCompletionLength;  // dr_grpo normaliser
-  double tokenNormalizer;       // dapo: global loss-mask tokens / world size
+  double tokenNormalizer;       // dapo: max(global loss-mask tokens, 1) / world size
   int32_t gradAccumSteps;       // grpo, bnpo, dr_grpo divide by it
   double* loss;
   float* dLogp;  // [B, T], overwritten
-  GrpoMetrics* metrics;
+  GrpoMetrics* metrics;  // or null
 };
 
 // ---------------------------------------------------------------------------------------------

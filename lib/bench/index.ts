@@ -1,12 +1,13 @@
 /** Every benchmark case, and running a selection of them. */
 import { BenchCase, BenchOptions, BenchResult } from "./harness";
-import { logprobGatherCases } from "./cases/logprob-gather";
-import { matmulCases } from "./cases/matmul";
 import { adamwCases } from "./cases/adamw";
-import { embeddingCases } from "./cases/embedding";
-import { loraCases } from "./cases/lora";
-import { rmsNormCases } from "./cases/rmsnorm";
 import { attentionCases } from "./cases/attention";
+import { embeddingCases } from "./cases/embedding";
+import { logprobGatherCases } from "./cases/logprob-gather";
+import { loraCases } from "./cases/lora";
+import { lossCases } from "./cases/losses";
+import { matmulCases } from "./cases/matmul";
+import { rmsNormCases } from "./cases/rmsnorm";
 import { ropeCases } from "./cases/rope";
 
 export const allCases: BenchCase[] = [
@@ -18,6 +19,7 @@ export const allCases: BenchCase[] = [
   ...attentionCases,
   ...ropeCases,
   ...logprobGatherCases,
+  ...lossCases,
 ];
 
 export interface RunBenchOptions extends BenchOptions {

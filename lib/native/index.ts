@@ -15,3 +15,4 @@ export * from "./ops/rope";
 export * from "./ops/attention";
 export * from "./ops/logprob-gather";
 export * from "./ops/cross-entropy";
+export * from "./ops/losses";
