@@ -147,7 +147,7 @@ describe("crossEntropy", () => {
       const lse = tensor("float32", [2]);
       const targets = tensor("int32", [2], [0, 1]);
       expect(() => crossEntropy({ logits, targets: tensor("int32", [2], [0, 4]) })).toThrow(
-        /'targets\[1\]' = 4 is not a token id in \[0, 4\) nor the ignoreIndex -100/,
+        /'targets' must hold token ids in \[0, 4\) or the ignoreIndex -100, got 4 at \[1\]/,
       );
       expect(() => crossEntropy({ logits, targets: tensor("int32", [3]) })).toThrow(/'targets' must have shape \[N\]/);
       expect(() => crossEntropy({ logits, targets, reduction: "max" as "sum" })).toThrow(/'reduction' must be one of mean, sum/);

@@ -376,9 +376,9 @@ describe("logprobGather argument checks", () => {
       const lse = tensor("float32", [4]);
       const dLogp = tensor("float32", [4]);
       const bad = tensor("int32", [4], [1, 2, 10, -1]);
-      expect(() => logprobGather({ ...io, targets: bad })).toThrow(/'targets\[2\]' = 10 is not a token id in \[0, 10\)/);
-      expect(() => logprobGather({ ...io, targets: tensor("int32", [4], [1, 2, 3, -1]) })).toThrow(/'targets\[3\]' = -1/);
-      expect(() => logprobGatherBackward({ ...io, targets: bad, lse, dLogp })).toThrow(/'targets\[2\]' = 10/);
+      expect(() => logprobGather({ ...io, targets: bad })).toThrow(/'targets' must hold token ids in \[0, 10\) or the ignoreIndex -100, got 10 at \[2\]/);
+      expect(() => logprobGather({ ...io, targets: tensor("int32", [4], [1, 2, 3, -1]) })).toThrow(/got -1 at \[3\]/);
+      expect(() => logprobGatherBackward({ ...io, targets: bad, lse, dLogp })).toThrow(/'targets' must hold token ids .* got 10 at \[2\]/);
       expect(() => logprobGather({ ...io, temperature: 0 })).toThrow(/'temperature' must be > 0/);
       expect(() => logprobGather({ ...io, temperature: -1 })).toThrow(/temperature/);
       expect(() => logprobGather({ ...io, temperature: Number.NaN })).toThrow(/'temperature' must be finite/);

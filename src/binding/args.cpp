@@ -5,6 +5,8 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "element_checks.h"
+
 namespace rlhf::binding {
 namespace {
 
@@ -12,14 +14,7 @@ std::string describeValue(Napi::Value v) {
   if (v.IsUndefined()) return "undefined";
   if (v.IsNull()) return "null";
   if (v.IsBoolean()) return v.As<Napi::Boolean>().Value() ? "true" : "false";
-  if (v.IsNumber()) {
-    const double d = v.As<Napi::Number>().DoubleValue();
-    if (std::isnan(d)) return "NaN";  // JavaScript's spelling, not printf's
-    if (std::isinf(d)) return d > 0 ? "Infinity" : "-Infinity";
-    std::ostringstream out;
-    out << d;
-    return out.str();
-  }
+  if (v.IsNumber()) return formatNumber(v.As<Napi::Number>().DoubleValue());
   if (v.IsString()) return "\"" + v.As<Napi::String>().Utf8Value() + "\"";
   if (TensorWrap* t = TensorWrap::FromValue(v)) return t->disposed() ? "a disposed tensor" : t->describe();
   if (v.IsArray()) return "an array";
@@ -31,6 +26,25 @@ std::string describeValue(Napi::Value v) {
 bool isLiteral(const char* dim) { return std::isdigit(static_cast<unsigned char>(dim[0])) != 0; }
 
 }  // namespace
+
+std::string formatNumber(double v) {
+  if (std::isnan(v)) return "NaN";  // JavaScript's spelling, not printf's
+  if (std::isinf(v)) return v > 0 ? "Infinity" : "-Infinity";
+  std::ostringstream out;
+  out << v;
+  return out.str();
+}
+
+std::string formatIndex(const std::vector<int64_t>& shape, int64_t flat) {
+  std::vector<int64_t> index(shape.size());
+  for (size_t d = shape.size(); d-- > 0;) {
+    index[d] = shape[d] ? flat % shape[d] : 0;
+    flat = shape[d] ? flat / shape[d] : 0;
+  }
+  std::string out = "[";
+  for (size_t d = 0; d < index.size(); ++d) out += (d ? ", " : "") + std::to_string(index[d]);
+  return out + "]";
+}
 
 OpArgs::OpArgs(const Napi::CallbackInfo& info, const char* op) : env_(info.Env()), op_(op) {
   if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray() || TensorWrap::FromValue(info[0])) {

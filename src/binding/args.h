@@ -75,6 +75,9 @@ class OpArgs {
   std::map<std::string, std::pair<int64_t, std::string>> dims_;  // symbol -> (size, who bound it)
 };
 
+// A number as JavaScript prints it (NaN, Infinity, -Infinity; 6 significant digits otherwise).
+std::string formatNumber(double v);
+
 // Wraps a native output tensor for returning to JS.
 struct NewTensor {
   Napi::Object js;

@@ -11,6 +11,7 @@
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
+#include "element_checks.h"
 #include "registry.h"
 
 namespace rlhf::binding {
@@ -48,12 +49,8 @@ AttentionInputs readAttentionInputs(OpArgs& args) {
   TensorWrap* mask = args.optionalTensor("keyMask", DType::Int32, {"B", "S"});
   in.keyMask = mask ? mask->data<int32_t>() : nullptr;
   if (mask) {
-    for (int64_t i = 0; i < in.batch * in.seqK; ++i) {
-      if (in.keyMask[i] != 0 && in.keyMask[i] != 1) {
-        args.failRange("'keyMask' must hold 0 (masked) or 1 (attend), got " + std::to_string(in.keyMask[i]) + " at [" +
-                       std::to_string(i / in.seqK) + ", " + std::to_string(i % in.seqK) + "]");
-      }
-    }
+    checkElements<int32_t>(args, "keyMask", *mask, "must hold 0 (masked) or 1 (attend)",
+                           [](int32_t m) { return (m == 0) | (m == 1); });
   }
   in.causal = args.boolean("causal", true);
   if (in.causal && in.seqQ > in.seqK) {

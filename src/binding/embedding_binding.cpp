@@ -10,27 +10,17 @@
 #include "../kernels.h"
 #include "args.h"
 #include "batch_dims.h"
+#include "element_checks.h"
 #include "registry.h"
 
 namespace rlhf::binding {
 namespace {
 
-// Throws naming the first id outside [0, vocab), as ids[b, t] = value.
+// Throws naming the first id outside [0, vocab) and its position.
 void checkIds(const OpArgs& args, const TensorWrap& ids, int64_t vocab, const char* vocabSource) {
-  const int32_t* data = ids.data<int32_t>();
-  const int64_t n = ids.numel();
-  for (int64_t i = 0; i < n; ++i) {
-    if (data[i] >= 0 && data[i] < vocab) continue;
-    std::string index;
-    int64_t rest = i;
-    const auto& shape = ids.shape();
-    for (size_t d = shape.size(); d-- > 0;) {
-      index = std::to_string(rest % shape[d]) + (index.empty() ? "" : ", " + index);
-      rest /= shape[d];
-    }
-    args.failRange("'ids' must be in [0, " + std::to_string(vocab) + ") (the rows of '" + vocabSource + "'), got ids[" +
-                   index + "] = " + std::to_string(data[i]));
-  }
+  checkElements<int32_t>(args, "ids", ids,
+                         "must be in [0, " + std::to_string(vocab) + ") (the rows of '" + vocabSource + "')",
+                         [vocab](int32_t id) { return (id >= 0) & (id < vocab); });
 }
 
 Napi::Value RunEmbedding(const Napi::CallbackInfo& info, const char* op, void (*kernel)(const EmbeddingArgs&)) {

@@ -21,12 +21,12 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <sstream>
 #include <string>
 #include <vector>
 
 #include "../kernels.h"
 #include "args.h"
+#include "element_checks.h"
 #include "registry.h"
 
 namespace rlhf::binding {
@@ -35,48 +35,12 @@ namespace {
 // The bound of every numeric option: kernels take most scalars as float32.
 constexpr double kHuge = std::numeric_limits<float>::max();
 
-std::string formatNumber(double v) {
-  std::ostringstream out;
-  out << v;
-  return out.str();
-}
-
-// "[i]" or "[i, j]": the position of flat element `flat` in a tensor of `shape`.
-std::string formatIndex(const std::vector<int64_t>& shape, int64_t flat) {
-  std::vector<int64_t> index(shape.size());
-  for (size_t d = shape.size(); d-- > 0;) {
-    index[d] = flat % shape[d];
-    flat /= shape[d];
-  }
-  std::string out = "[";
-  for (size_t d = 0; d < index.size(); ++d) out += (d ? ", " : "") + std::to_string(index[d]);
-  return out + "]";
-}
-
-// Fails unless ok(x) holds for every element; the message names the key, the rule and the first
-// offending element. Counting failures without an early exit (and `ok` written with the
-// non-short-circuit & and |) lets the compiler vectorise the common, valid case.
-template <typename T, typename Ok>
-void checkValues(const OpArgs& args, const char* key, const TensorWrap& t, const char* rule, Ok ok) {
-  const T* data = t.data<T>();
-  const int64_t n = t.numel();
-  int64_t bad = 0;
-  for (int64_t i = 0; i < n; ++i) bad += !ok(data[i]);
-  if (bad == 0) return;
-  for (int64_t i = 0; i < n; ++i) {
-    if (!ok(data[i])) {
-      args.failRange("'" + std::string(key) + "' " + rule + ", got " + formatNumber(data[i]) + " at " +
-                     formatIndex(t.shape(), i));
-    }
-  }
-}
-
 void checkFinite(const OpArgs& args, const char* key, const TensorWrap& t) {
-  checkValues<float>(args, key, t, "must hold finite log-probs", [](float x) { return std::isfinite(x); });
+  checkElements<float>(args, key, t, "must hold finite log-probs", [](float x) { return std::isfinite(x); });
 }
 
 void checkLengths(const OpArgs& args, const char* key, const TensorWrap& t) {
-  checkValues<float>(args, key, t, "must hold token counts (integers >= 0)",
+  checkElements<float>(args, key, t, "must hold token counts (integers >= 0)",
                      [](float x) { return (x >= 0.0f) & (x <= 1e9f) & (x == std::floor(x)); });
 }
 
@@ -183,7 +147,7 @@ Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
   float* rejectedLengths = lengths(args, "rejectedLengths", rejectedNeed);
   TensorWrap* pairWeights = args.optionalTensor("pairWeights", DType::Float32, {"P"});
   if (pairWeights) {
-    checkValues<float>(args, "pairWeights", *pairWeights, "must hold finite weights >= 0",
+    checkElements<float>(args, "pairWeights", *pairWeights, "must hold finite weights >= 0",
                        [](float x) { return std::isfinite(x) & (x >= 0.0f); });
   }
   args.finish();
@@ -224,7 +188,7 @@ Napi::Value KtoLoss(const Napi::CallbackInfo& info) {
   TensorWrap& policy = logps(args, "policyLogps", "B");
   TensorWrap& ref = logps(args, "refLogps", "B");
   TensorWrap& desirable = args.tensor("desirable", DType::Int32, {"B"});
-  checkValues<int32_t>(args, "desirable", desirable, "must hold 1 (desirable) or 0 (undesirable)",
+  checkElements<int32_t>(args, "desirable", desirable, "must hold 1 (desirable) or 0 (undesirable)",
                        [](int32_t x) { return (x == 0) | (x == 1); });
   const int64_t rows = args.dim("B");
   if (rows < 1) args.failRange("needs at least one row, got 'policyLogps' " + policy.describe());
@@ -286,8 +250,8 @@ Napi::Value OrpoLoss(const Napi::CallbackInfo& info) {
   // The odds need log(1 − e^a) with a = S/max(n, 1) < 0, that is every sum < 0 (p < 1).
   const char* negativeRule = "must hold log-prob sums < 0 (the odds need p < 1)";
   const auto negative = [](float x) { return x < 0.0f; };
-  checkValues<float>(args, "policyChosen", policyChosen, negativeRule, negative);
-  checkValues<float>(args, "policyRejected", policyRejected, negativeRule, negative);
+  checkElements<float>(args, "policyChosen", policyChosen, negativeRule, negative);
+  checkElements<float>(args, "policyRejected", policyRejected, negativeRule, negative);
   TensorWrap& chosenCounts = args.tensor("chosenLengths", DType::Float32, {"P"});
   checkLengths(args, "chosenLengths", chosenCounts);
   TensorWrap& rejectedCounts = args.tensor("rejectedLengths", DType::Float32, {"P"});
@@ -394,9 +358,9 @@ Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   TensorWrap* oldLogp = args.optionalTensor("oldLogp", DType::Float32, {"B", "T"});
   if (oldLogp) checkFinite(args, "oldLogp", *oldLogp);
   TensorWrap& advantages = args.tensor("advantages", DType::Float32, {"B"});
-  checkValues<float>(args, "advantages", advantages, "must be finite", [](float x) { return std::isfinite(x); });
+  checkElements<float>(args, "advantages", advantages, "must be finite", [](float x) { return std::isfinite(x); });
   TensorWrap& mask = args.tensor("mask", DType::Float32, {"B", "T"});
-  checkValues<float>(args, "mask", mask, "values must be 0 or 1", [](float x) { return (x == 0.0f) | (x == 1.0f); });
+  checkElements<float>(args, "mask", mask, "values must be 0 or 1", [](float x) { return (x == 0.0f) | (x == 1.0f); });
   const int64_t rows = args.dim("B"), seq = args.dim("T");
   if (rows < 1 || seq < 1) args.failRange("needs at least one row and one position, got 'logp' " + logp.describe());
 

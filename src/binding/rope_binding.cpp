@@ -12,6 +12,7 @@
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
+#include "element_checks.h"
 #include "registry.h"
 
 namespace rlhf::binding {
@@ -39,13 +40,7 @@ RopeInputs readRopeInputs(OpArgs& args, const char* xKey) {
     args.failRange("the head dim D of '" + std::string(xKey) + "' must be even (RoPE rotates pairs), got " +
                    in.x->describe());
   }
-  const int32_t* pos = in.positions->data<int32_t>();
-  for (int64_t i = 0; i < in.batch * in.seq; ++i) {
-    if (pos[i] < 0) {
-      args.failRange("'positions' must be ≥ 0, got " + std::to_string(pos[i]) + " at [" +
-                     std::to_string(i / in.seq) + ", " + std::to_string(i % in.seq) + "]");
-    }
-  }
+  checkElements<int32_t>(args, "positions", *in.positions, "must be ≥ 0", [](int32_t p) { return p >= 0; });
   const double scaling = args.number("attentionScaling", 1.0, 0.0, 1e30);
   if (scaling <= 0.0) args.failRange("'attentionScaling' must be > 0, got 0");
   in.attentionScaling = static_cast<float>(scaling);
@@ -59,11 +54,8 @@ const float* readInvFreq(OpArgs& args, int64_t headDim) {
     args.failRange("'invFreq' must have D/2 = " + std::to_string(headDim / 2) + " elements (D = " +
                    std::to_string(headDim) + "), got " + invFreq.describe());
   }
-  const float* f = invFreq.data<float>();
-  for (int64_t j = 0; j < headDim / 2; ++j) {
-    if (!std::isfinite(f[j])) args.failRange("'invFreq' must be finite, got " + std::to_string(f[j]) + " at [" + std::to_string(j) + "]");
-  }
-  return f;
+  checkElements<float>(args, "invFreq", invFreq, "must be finite", [](float f) { return std::isfinite(f); });
+  return invFreq.data<float>();
 }
 
 // The output: a new tensor, or the input itself when inPlace.

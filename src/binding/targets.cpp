@@ -3,6 +3,8 @@
 #include <limits>
 #include <string>
 
+#include "element_checks.h"
+
 namespace rlhf::binding {
 
 int32_t readIgnoreIndex(OpArgs& args) {
@@ -11,15 +13,10 @@ int32_t readIgnoreIndex(OpArgs& args) {
 }
 
 void checkTargets(const OpArgs& args, const char* key, const TensorWrap& targets, int64_t vocab, int32_t ignoreIndex) {
-  const int32_t* ids = targets.data<int32_t>();
-  const int64_t n = targets.numel();
-  for (int64_t i = 0; i < n; ++i) {
-    const int32_t t = ids[i];
-    if (t == ignoreIndex || (t >= 0 && t < vocab)) continue;
-    args.failRange("'" + std::string(key) + "[" + std::to_string(i) + "]' = " + std::to_string(t) +
-                   " is not a token id in [0, " + std::to_string(vocab) + ") nor the ignoreIndex " +
-                   std::to_string(ignoreIndex));
-  }
+  checkElements<int32_t>(
+      args, key, targets,
+      "must hold token ids in [0, " + std::to_string(vocab) + ") or the ignoreIndex " + std::to_string(ignoreIndex),
+      [vocab, ignoreIndex](int32_t t) { return (t == ignoreIndex) | ((t >= 0) & (t < vocab)); });
 }
 
 }  // namespace rlhf::binding
