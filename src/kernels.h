@@ -257,14 +257,17 @@ enum class DpoLossType : int32_t {
 };
 enum class FDivergence : int32_t { ReverseKl, ForwardKl, JsDivergence, AlphaDivergence };
 
-struct DpoMetrics {
-  double rewardsChosen, rewardsRejected, rewardsAccuracies, rewardsMargins;  // means over pairs
-  double logpsChosen, logpsRejected;                                         // means of S
+// What every pairwise method logs, as means over the pairs: rewards/chosen, rewards/rejected,
+// rewards/accuracies (chosen reward > rejected reward), rewards/margins, logps/chosen, logps/rejected.
+// Each method says what its rewards and logps are.
+struct PairMetrics {
+  double rewardsChosen, rewardsRejected, rewardsAccuracies, rewardsMargins;
+  double logpsChosen, logpsRejected;
 };
 // Batch of P pairs; loss = Σ_k weights[k] · mean_pairs(L_k) (each pair's losses times pairWeights[i]
 // when given — WPO). `sft` is the token-mean NLL of the chosen completions: −Σ S_c / max(Σ n_c, 1),
 // broadcast to every pair (so scaled by the mean pair weight). ipo and sigmoid_norm divide each
-// score by max(n, 1). Metrics use the reverse-KL rewards β·(S − S_ref) whatever the loss types.
+// score by max(n, 1). Metrics: rewards β·(S − S_ref) (reverse KL, whatever the loss types), logps S.
 struct DpoLossArgs {
   int64_t pairs;
   const float* policyChosen;    // [P]
@@ -282,7 +285,7 @@ struct DpoLossArgs {
   double* loss;
   float* dPolicyChosen;    // [P], overwritten
   float* dPolicyRejected;  // [P], overwritten
-  DpoMetrics* metrics;     // or null
+  PairMetrics* metrics;    // or null
 };
 
 enum class KtoLossType : int32_t { Kto, ApoZeroUnpaired };
@@ -307,8 +310,7 @@ struct KtoLossArgs {
 };
 
 struct OddsRatioMetrics {
-  double rewardsChosen, rewardsRejected, rewardsAccuracies, rewardsMargins;
-  double logpsChosen, logpsRejected;  // means of the average log-probs S/n
+  PairMetrics pair;  // logps: the average log-probs S/n
   double logOddsRatio, logOddsChosen, nllLoss;
 };
 // ORPO: a = S_c/max(n_c, 1), b = S_r/max(n_r, 1), both < 0; log_odds = (a − b) − (log1mexp(a) −
@@ -330,8 +332,8 @@ struct OrpoLossArgs {
 
 enum class CpoLossType : int32_t { Sigmoid, Hinge, Ipo, Simpo };
 struct CpoMetrics {
-  double rewardsChosen, rewardsRejected, rewardsAccuracies, rewardsMargins;
-  double logpsChosen, logpsRejected, nllLoss;
+  PairMetrics pair;
+  double nllLoss;
 };
 // CPO / SimPO / AlphaPO: scores are S (sigmoid, hinge) or S/max(n, 1) (ipo, simpo; lengths may be
 // null otherwise), optionally reshaped by alpha; loss = mean_pairs(L_pref) + cpoAlpha · nll. Rewards

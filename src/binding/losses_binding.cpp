@@ -90,6 +90,29 @@ std::vector<int> choiceOrList(const Napi::CallbackInfo& info, OpArgs& args, cons
   return out;
 }
 
+// TRL's names for the pair metrics.
+Napi::Object pairMetrics(Napi::Env env, const PairMetrics& m) {
+  Napi::Object metrics = Napi::Object::New(env);
+  metrics.Set("rewards/chosen", m.rewardsChosen);
+  metrics.Set("rewards/rejected", m.rewardsRejected);
+  metrics.Set("rewards/accuracies", m.rewardsAccuracies);
+  metrics.Set("rewards/margins", m.rewardsMargins);
+  metrics.Set("logps/chosen", m.logpsChosen);
+  metrics.Set("logps/rejected", m.logpsRejected);
+  return metrics;
+}
+
+// { loss, dPolicyChosen, dPolicyRejected, metrics }: the result of every pairwise loss.
+Napi::Object pairLossResult(Napi::Env env, double loss, const NewTensor& dChosen, const NewTensor& dRejected,
+                            Napi::Object metrics) {
+  Napi::Object result = Napi::Object::New(env);
+  result.Set("loss", loss);
+  result.Set("dPolicyChosen", dChosen.js);
+  result.Set("dPolicyRejected", dRejected.js);
+  result.Set("metrics", metrics);
+  return result;
+}
+
 // ---------------------------------------------------------------------------------------------
 // DPO
 
@@ -156,7 +179,7 @@ Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
   NewTensor dChosen = newTensor(args.env(), DType::Float32, {pairs});
   NewTensor dRejected = newTensor(args.env(), DType::Float32, {pairs});
   double loss = 0.0;
-  DpoMetrics m{};
+  PairMetrics m{};
   cpu::dpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), refChosen.data<float>(),
                 refRejected.data<float>(), chosenLengths, rejectedLengths,
                 pairWeights ? pairWeights->data<float>() : nullptr, types.data(), lossWeights.data(),
@@ -164,20 +187,7 @@ Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
                 static_cast<float>(fAlphaCoef), static_cast<float>(discopopTau), fDivergence, &loss,
                 dChosen.t->data<float>(), dRejected.t->data<float>(), &m});
 
-  Napi::Env env = args.env();
-  Napi::Object metrics = Napi::Object::New(env);
-  metrics.Set("rewards/chosen", m.rewardsChosen);
-  metrics.Set("rewards/rejected", m.rewardsRejected);
-  metrics.Set("rewards/accuracies", m.rewardsAccuracies);
-  metrics.Set("rewards/margins", m.rewardsMargins);
-  metrics.Set("logps/chosen", m.logpsChosen);
-  metrics.Set("logps/rejected", m.logpsRejected);
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("loss", loss);
-  result.Set("dPolicyChosen", dChosen.js);
-  result.Set("dPolicyRejected", dRejected.js);
-  result.Set("metrics", metrics);
-  return result;
+  return pairLossResult(args.env(), loss, dChosen, dRejected, pairMetrics(args.env(), m));
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -269,23 +279,11 @@ Napi::Value OrpoLoss(const Napi::CallbackInfo& info) {
                  rejectedCounts.data<float>(), static_cast<float>(beta), nll, &loss, dChosen.t->data<float>(),
                  dRejected.t->data<float>(), &m});
 
-  Napi::Env env = args.env();
-  Napi::Object metrics = Napi::Object::New(env);
-  metrics.Set("rewards/chosen", m.rewardsChosen);
-  metrics.Set("rewards/rejected", m.rewardsRejected);
-  metrics.Set("rewards/accuracies", m.rewardsAccuracies);
-  metrics.Set("rewards/margins", m.rewardsMargins);
-  metrics.Set("logps/chosen", m.logpsChosen);
-  metrics.Set("logps/rejected", m.logpsRejected);
+  Napi::Object metrics = pairMetrics(args.env(), m.pair);
   metrics.Set("nll_loss", m.nllLoss);
   metrics.Set("log_odds_ratio", m.logOddsRatio);
   metrics.Set("log_odds_chosen", m.logOddsChosen);
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("loss", loss);
-  result.Set("dPolicyChosen", dChosen.js);
-  result.Set("dPolicyRejected", dRejected.js);
-  result.Set("metrics", metrics);
-  return result;
+  return pairLossResult(args.env(), loss, dChosen, dRejected, metrics);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -331,21 +329,9 @@ Napi::Value CpoLoss(const Napi::CallbackInfo& info) {
                 static_cast<float>(simpoGamma), static_cast<float>(alpha), static_cast<float>(cpoAlpha), nll, &loss,
                 dChosen.t->data<float>(), dRejected.t->data<float>(), &m});
 
-  Napi::Env env = args.env();
-  Napi::Object metrics = Napi::Object::New(env);
-  metrics.Set("rewards/chosen", m.rewardsChosen);
-  metrics.Set("rewards/rejected", m.rewardsRejected);
-  metrics.Set("rewards/accuracies", m.rewardsAccuracies);
-  metrics.Set("rewards/margins", m.rewardsMargins);
-  metrics.Set("logps/chosen", m.logpsChosen);
-  metrics.Set("logps/rejected", m.logpsRejected);
+  Napi::Object metrics = pairMetrics(args.env(), m.pair);
   metrics.Set("nll_loss", m.nllLoss);
-  Napi::Object result = Napi::Object::New(env);
-  result.Set("loss", loss);
-  result.Set("dPolicyChosen", dChosen.js);
-  result.Set("dPolicyRejected", dRejected.js);
-  result.Set("metrics", metrics);
-  return result;
+  return pairLossResult(args.env(), loss, dChosen, dRejected, metrics);
 }
 
 // ---------------------------------------------------------------------------------------------

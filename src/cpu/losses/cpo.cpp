@@ -32,7 +32,7 @@ void cpoLoss(const CpoLossArgs& p) {
   const bool averaged = p.lossType == CpoLossType::Ipo || p.lossType == CpoLossType::Simpo;
   const double invPairs = 1.0 / static_cast<double>(p.pairs);
   double sum = 0.0;
-  CpoMetrics m{};
+  lossmath::PairMetricsSum m;
   for (int64_t i = 0; i < p.pairs; ++i) {
     const double nc = averaged ? std::fmax(p.chosenLengths[i], 1.0f) : 1.0;
     const double nr = averaged ? std::fmax(p.rejectedLengths[i], 1.0f) : 1.0;
@@ -66,19 +66,10 @@ void cpoLoss(const CpoLossArgs& p) {
     p.dPolicyChosen[i] = static_cast<float>(dDelta * invPairs * rc.slope / nc);
     p.dPolicyRejected[i] = static_cast<float>(-dDelta * invPairs * rr.slope / nr);
 
-    const double rewardChosen = beta * rc.value, rewardRejected = beta * rr.value;
-    m.rewardsChosen += rewardChosen;
-    m.rewardsRejected += rewardRejected;
-    m.rewardsAccuracies += rewardChosen > rewardRejected ? 1.0 : 0.0;
-    m.rewardsMargins += rewardChosen - rewardRejected;
-    m.logpsChosen += xc;
-    m.logpsRejected += xr;
+    m.add(beta * rc.value, beta * rr.value, xc, xr);
   }
   *p.loss = sum * invPairs + p.cpoAlpha * p.nll;
-  if (p.metrics) {
-    *p.metrics = {m.rewardsChosen * invPairs, m.rewardsRejected * invPairs, m.rewardsAccuracies * invPairs,
-                  m.rewardsMargins * invPairs, m.logpsChosen * invPairs,  m.logpsRejected * invPairs, p.nll};
-  }
+  if (p.metrics) *p.metrics = {m.mean(p.pairs), p.nll};
 }
 
 }  // namespace rlhf::cpu

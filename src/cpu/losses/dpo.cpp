@@ -183,7 +183,7 @@ void dpoLoss(const DpoLossArgs& p) {
   }
 
   double loss = sftLoss;
-  DpoMetrics m{};
+  lossmath::PairMetricsSum m;
   for (int64_t i = 0; i < pairs; ++i) {
     const double uc = static_cast<double>(p.policyChosen[i]) - p.refChosen[i];
     const double ur = static_cast<double>(p.policyRejected[i]) - p.refRejected[i];
@@ -206,19 +206,10 @@ void dpoLoss(const DpoLossArgs& p) {
     p.dPolicyRejected[i] = static_cast<float>(dRejected);
 
     // Metrics use the reverse-KL rewards β·u whatever the loss type or f-divergence.
-    const double rc = beta * uc, rr = beta * ur;
-    m.rewardsChosen += rc;
-    m.rewardsRejected += rr;
-    m.rewardsAccuracies += rc > rr ? 1.0 : 0.0;
-    m.rewardsMargins += rc - rr;
-    m.logpsChosen += p.policyChosen[i];
-    m.logpsRejected += p.policyRejected[i];
+    m.add(beta * uc, beta * ur, p.policyChosen[i], p.policyRejected[i]);
   }
   *p.loss = loss;
-  if (p.metrics) {
-    *p.metrics = {m.rewardsChosen * invPairs, m.rewardsRejected * invPairs, m.rewardsAccuracies * invPairs,
-                  m.rewardsMargins * invPairs, m.logpsChosen * invPairs,  m.logpsRejected * invPairs};
-  }
+  if (p.metrics) *p.metrics = m.mean(pairs);
 }
 
 }  // namespace rlhf::cpu

@@ -4,6 +4,9 @@
 #pragma once
 
 #include <cmath>
+#include <cstdint>
+
+#include "../../kernels.h"
 
 namespace rlhf::cpu::lossmath {
 
@@ -26,5 +29,26 @@ inline double log1mexp(double x) {
   constexpr double kMinusLn2 = -0.6931471805599453;
   return x < kMinusLn2 ? std::log1p(-std::exp(x)) : std::log(-std::expm1(x));
 }
+
+// Running sums of the pair metrics (PairMetrics) over a batch.
+class PairMetricsSum {
+ public:
+  void add(double rewardChosen, double rewardRejected, double logpChosen, double logpRejected) {
+    sum_.rewardsChosen += rewardChosen;
+    sum_.rewardsRejected += rewardRejected;
+    sum_.rewardsAccuracies += rewardChosen > rewardRejected ? 1.0 : 0.0;
+    sum_.rewardsMargins += rewardChosen - rewardRejected;
+    sum_.logpsChosen += logpChosen;
+    sum_.logpsRejected += logpRejected;
+  }
+  PairMetrics mean(int64_t pairs) const {
+    const double inv = 1.0 / static_cast<double>(pairs);
+    return {sum_.rewardsChosen * inv, sum_.rewardsRejected * inv, sum_.rewardsAccuracies * inv,
+            sum_.rewardsMargins * inv, sum_.logpsChosen * inv,    sum_.logpsRejected * inv};
+  }
+
+ private:
+  PairMetrics sum_{};
+};
 
 }  // namespace rlhf::cpu::lossmath

@@ -17,7 +17,8 @@ void orpoLoss(const OrpoLossArgs& p) {
   const double beta = p.beta;
   const double invPairs = 1.0 / static_cast<double>(p.pairs);
   double sumLogSigmoid = 0.0;
-  OddsRatioMetrics m{};
+  lossmath::PairMetricsSum m;
+  double sumLogOdds = 0.0;
   for (int64_t i = 0; i < p.pairs; ++i) {
     const double nc = std::fmax(p.chosenLengths[i], 1.0f), nr = std::fmax(p.rejectedLengths[i], 1.0f);
     const double a = p.policyChosen[i] / nc, b = p.policyRejected[i] / nr;
@@ -28,21 +29,11 @@ void orpoLoss(const OrpoLossArgs& p) {
     p.dPolicyChosen[i] = static_cast<float>(dLogOdds * (-1.0 / std::expm1(a)) / nc);
     p.dPolicyRejected[i] = static_cast<float>(dLogOdds * (1.0 / std::expm1(b)) / nr);
 
-    const double rc = beta * a, rr = beta * b;
-    m.rewardsChosen += rc;
-    m.rewardsRejected += rr;
-    m.rewardsAccuracies += rc > rr ? 1.0 : 0.0;
-    m.rewardsMargins += rc - rr;
-    m.logpsChosen += a;
-    m.logpsRejected += b;
-    m.logOddsChosen += logOdds;
+    m.add(beta * a, beta * b, a, b);
+    sumLogOdds += logOdds;
   }
   *p.loss = p.nll - beta * sumLogSigmoid * invPairs;
-  if (p.metrics) {
-    *p.metrics = {m.rewardsChosen * invPairs, m.rewardsRejected * invPairs, m.rewardsAccuracies * invPairs,
-                  m.rewardsMargins * invPairs, m.logpsChosen * invPairs,  m.logpsRejected * invPairs,
-                  sumLogSigmoid * invPairs,    m.logOddsChosen * invPairs, p.nll};
-  }
+  if (p.metrics) *p.metrics = {m.mean(p.pairs), sumLogSigmoid * invPairs, sumLogOdds * invPairs, p.nll};
 }
 
 }  // namespace rlhf::cpu
