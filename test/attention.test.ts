@@ -14,6 +14,7 @@ import {
 import { expectClose } from "./helpers/assert";
 import { expectGradientMatches, weightedSum } from "./helpers/gradcheck";
 import { Rng } from "./helpers/random";
+import { expectNoLeak } from "./helpers/memory";
 
 interface Shape {
   B: number;
@@ -389,12 +390,10 @@ describe("attention", () => {
   });
 
   it("leaks no native memory", () => {
-    const before = memoryStats().liveBytes;
-    scope(() => {
+        expectNoLeak(() => {
       const c = randomCase(rng, { B: 1, T: 100, S: 130, Hq: 4, Hkv: 2, D: 8 });
       const { out, lse } = attention({ q: c.Q, k: c.K, v: c.V });
       attentionBackward({ q: c.Q, k: c.K, v: c.V, out, lse, dOut: out });
     });
-    expect(memoryStats().liveBytes).toBe(before);
   });
 });

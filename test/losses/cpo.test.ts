@@ -1,8 +1,10 @@
-import { cpoLoss, CpoLossInputs, CpoLossOptions, CpoLossType, floats, memoryStats, scope, tensor, Tensor } from "../../lib";
+import { cpoLoss, CpoLossInputs, CpoLossOptions, CpoLossType, floats, scope, tensor, Tensor } from "../../lib";
 import { expectClose, expectScalarClose } from "../helpers/assert";
 import { expectGradientMatches } from "../helpers/gradcheck";
 import { Rng } from "../helpers/random";
 import { Metrics, PairBatch, refCpo, sigmoid } from "./reference";
+import { expectNoLeak } from "../helpers/memory";
+import { itRejects } from "../helpers/rejects";
 
 const f32 = (xs: ArrayLike<number>): Tensor => tensor("float32", [xs.length], xs);
 const fr = (xs: number[]): Float64Array => Float64Array.from(xs, Math.fround);
@@ -160,19 +162,13 @@ describe("cpoLoss", () => {
       ["no pairs", () => cpoLoss({ policyChosen: f32([]), policyRejected: f32([]), nll: 0 }), /needs at least one pair/],
       ["an unknown option", () => cpoLoss(inputs(), { gamma: 1 } as CpoLossOptions), /unknown option 'gamma'/],
     ];
-    for (const [name, call, message] of cases) {
-      it(`rejects ${name}`, () => {
-        scope(() => expect(call).toThrow(message));
-      });
-    }
+    itRejects(cases);
   });
 
   it("leaks no native memory", () => {
-    const before = memoryStats().liveBytes;
-    scope(() => {
+        expectNoLeak(() => {
       const b = randomBatch(new Rng(6), 11);
       for (let k = 0; k < 5; ++k) run(b, { lossType: "simpo" }, 1);
     });
-    expect(memoryStats().liveBytes).toBe(before);
   });
 });

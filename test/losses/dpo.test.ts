@@ -1,8 +1,10 @@
-import { dpoLoss, DpoLossOptions, DpoLossType, floats, memoryStats, scope, tensor, Tensor } from "../../lib";
+import { dpoLoss, DpoLossOptions, DpoLossType, floats, scope, tensor, Tensor } from "../../lib";
 import { expectClose, expectScalarClose } from "../helpers/assert";
 import { expectGradientMatches } from "../helpers/gradcheck";
 import { Rng } from "../helpers/random";
 import { Metrics, PairBatch, refDpo, sigmoid } from "./reference";
+import { expectNoLeak } from "../helpers/memory";
+import { itRejects } from "../helpers/rejects";
 
 const f32 = (xs: ArrayLike<number>): Tensor => tensor("float32", [xs.length], xs);
 const fr = (xs: number[]): Float64Array => Float64Array.from(xs, Math.fround);
@@ -338,19 +340,13 @@ describe("dpoLoss", () => {
       ["no pairs", () => dpoLoss({ policyChosen: f32([]), policyRejected: f32([]), refChosen: f32([]), refRejected: f32([]) }), /needs at least one pair/],
       ["unknown option", () => dpoLoss(inputs(), { rpoAlpha: 1 } as DpoLossOptions), /unknown option 'rpoAlpha'/],
     ];
-    for (const [name, call, message] of cases) {
-      it(`rejects ${name}`, () => {
-        scope(() => expect(call).toThrow(message));
-      });
-    }
+    itRejects(cases);
   });
 
   it("leaks no native memory", () => {
-    const before = memoryStats().liveBytes;
-    scope(() => {
+        expectNoLeak(() => {
       const b = randomBatch(new Rng(9), 33, true);
       for (let k = 0; k < 5; ++k) run(b, { lossType: ["sigmoid", "ipo", "sft"] });
     });
-    expect(memoryStats().liveBytes).toBe(before);
   });
 });

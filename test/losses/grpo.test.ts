@@ -1,8 +1,10 @@
-import { floats, grpoLoss, GrpoLossInputs, GrpoLossOptions, memoryStats, scope, tensor, Tensor } from "../../lib";
+import { floats, grpoLoss, GrpoLossInputs, GrpoLossOptions, scope, tensor, Tensor } from "../../lib";
 import { expectClose, expectScalarClose } from "../helpers/assert";
 import { expectGradientMatches } from "../helpers/gradcheck";
 import { Rng } from "../helpers/random";
 import { GrpoBatch, Metrics, refGrpo } from "./reference";
+import { expectNoLeak } from "../helpers/memory";
+import { itRejects } from "../helpers/rejects";
 
 const fr = (xs: number[]): Float64Array => Float64Array.from(xs, Math.fround);
 
@@ -311,19 +313,13 @@ describe("grpoLoss", () => {
       ["a rank-1 logp", () => grpoLoss({ ...ins(), logp: tensor("float32", [6]) }, dapo), /'logp' must have shape \[B, T\]/],
       ["an unknown option", () => grpoLoss(ins(), { ...dapo, epsilon_high: 0.3 } as GrpoLossOptions), /unknown option 'epsilon_high'/],
     ];
-    for (const [name, call, message] of cases) {
-      it(`rejects ${name}`, () => {
-        scope(() => expect(call).toThrow(message));
-      });
-    }
+    itRejects(cases);
   });
 
   it("leaks no native memory", () => {
-    const before = memoryStats().liveBytes;
-    scope(() => {
+        expectNoLeak(() => {
       const b = randomBatch(new Rng(11), 8, 64);
       for (let k = 0; k < 5; ++k) run(b, { beta: 0.04, importanceSamplingLevel: "sequence", numItemsInBatch: 100 });
     });
-    expect(memoryStats().liveBytes).toBe(before);
   });
 });

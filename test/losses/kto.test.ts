@@ -1,8 +1,10 @@
-import { floats, ktoLoss, KtoLossOptions, memoryStats, scope, tensor, Tensor } from "../../lib";
+import { floats, ktoLoss, KtoLossOptions, scope, tensor, Tensor } from "../../lib";
 import { expectClose, expectScalarClose } from "../helpers/assert";
 import { expectGradientMatches } from "../helpers/gradcheck";
 import { Rng } from "../helpers/random";
 import { KtoBatch, Metrics, refKto, sigmoid } from "./reference";
+import { expectNoLeak } from "../helpers/memory";
+import { itRejects } from "../helpers/rejects";
 
 const f32 = (xs: ArrayLike<number>): Tensor => tensor("float32", [xs.length], xs);
 
@@ -130,19 +132,13 @@ describe("ktoLoss", () => {
       ["no rows", () => ktoLoss({ policyLogps: f32([]), refLogps: f32([]), desirable: tensor("int32", [0]) }, { kl: 0 }), /needs at least one row/],
       ["an unknown option", () => ktoLoss(inputs(), { kl: 0, desirable_weight: 1 } as KtoLossOptions), /unknown option 'desirable_weight'/],
     ];
-    for (const [name, call, message] of cases) {
-      it(`rejects ${name}`, () => {
-        scope(() => expect(call).toThrow(message));
-      });
-    }
+    itRejects(cases);
   });
 
   it("leaks no native memory", () => {
-    const before = memoryStats().liveBytes;
-    scope(() => {
+        expectNoLeak(() => {
       const b = randomBatch(new Rng(5), 17);
       for (let k = 0; k < 5; ++k) run(b, { kl: 0.1 });
     });
-    expect(memoryStats().liveBytes).toBe(before);
   });
 });

@@ -1,8 +1,10 @@
-import { floats, memoryStats, orpoLoss, OrpoLossInputs, OrpoLossOptions, scope, tensor, Tensor } from "../../lib";
+import { floats, orpoLoss, OrpoLossInputs, OrpoLossOptions, scope, tensor, Tensor } from "../../lib";
 import { expectClose, expectScalarClose } from "../helpers/assert";
 import { expectGradientMatches } from "../helpers/gradcheck";
 import { Rng } from "../helpers/random";
 import { logSigmoid, Metrics, PairBatch, refOrpo, sigmoid } from "./reference";
+import { expectNoLeak } from "../helpers/memory";
+import { itRejects } from "../helpers/rejects";
 
 const f32 = (xs: ArrayLike<number>): Tensor => tensor("float32", [xs.length], xs);
 const fr = (xs: number[]): Float64Array => Float64Array.from(xs, Math.fround);
@@ -124,19 +126,13 @@ describe("orpoLoss", () => {
       ["no pairs", () => orpoLoss({ policyChosen: f32([]), policyRejected: f32([]), chosenLengths: f32([]), rejectedLengths: f32([]), nll: 0 }), /needs at least one pair/],
       ["an unknown option", () => orpoLoss(inputs(), { orpoAlpha: 0.1 } as OrpoLossOptions), /unknown option 'orpoAlpha'/],
     ];
-    for (const [name, call, message] of cases) {
-      it(`rejects ${name}`, () => {
-        scope(() => expect(call).toThrow(message));
-      });
-    }
+    itRejects(cases);
   });
 
   it("leaks no native memory", () => {
-    const before = memoryStats().liveBytes;
-    scope(() => {
+        expectNoLeak(() => {
       const b = randomBatch(new Rng(5), 9);
       for (let k = 0; k < 5; ++k) run(b, 1);
     });
-    expect(memoryStats().liveBytes).toBe(before);
   });
 });
