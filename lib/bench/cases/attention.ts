@@ -7,16 +7,7 @@ import { tensor } from "../../native/factories";
 import { attention, attentionBackward, attentionBackwardNaive, attentionNaive } from "../../native/ops/attention";
 import { scope } from "../../native/tensor";
 import { BenchCase, measure } from "../harness";
-
-function randomData(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; ++i) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 4294967296 - 0.5;
-  }
-  return out;
-}
+import { randomData } from "../random";
 
 interface AttentionShape {
   B: number;

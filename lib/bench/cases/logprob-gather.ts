@@ -10,16 +10,7 @@ import { logprobGather, logprobGatherBackward } from "../../native/ops/logprob-g
 import { matmul, matmulBackward } from "../../native/ops/matmul";
 import { scope } from "../../native/tensor";
 import { BenchCase, measure } from "../harness";
-
-function randomData(n: number, seed: number, scale: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; ++i) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = (s / 4294967296 - 0.5) * scale;
-  }
-  return out;
-}
+import { randomData } from "../random";
 
 /** `ignoredFraction` of the tokens (the first ones, like a prompt) have target −100. */
 function gatherCase(n: number, v: number, d: number, ignoredFraction: number, quick: boolean): BenchCase {

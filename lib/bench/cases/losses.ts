@@ -7,17 +7,7 @@ import { tensor } from "../../native/factories";
 import { dpoLoss, grpoLoss } from "../../native/ops/losses";
 import { scope } from "../../native/tensor";
 import { BenchCase, measure } from "../harness";
-
-/** Deterministic uniforms in [lo, hi) as float32. */
-function uniforms(n: number, lo: number, hi: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; ++i) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = lo + ((hi - lo) * s) / 4294967296;
-  }
-  return out;
-}
+import { randomUniform } from "../random";
 
 const logSigmoid = (x: number): number => (x >= 0 ? -Math.log1p(Math.exp(-x)) : x - Math.log1p(Math.exp(x)));
 
@@ -68,7 +58,7 @@ function dpoCase(pairs: number): BenchCase {
     quick: true,
     run: (options) =>
       scope(() => {
-        const data = [0, 1, 2, 3].map((k) => uniforms(pairs, -200, -20, k + 1));
+        const data = [0, 1, 2, 3].map((k) => randomUniform(pairs, k + 1, -200, -20));
         const [policyChosen, policyRejected, refChosen, refRejected] = data.map((d) => tensor("float32", [pairs], d));
         const ours = measure(() => dpoLoss({ policyChosen, policyRejected, refChosen, refRejected }), options);
         const dChosen = new Float32Array(pairs);
@@ -155,11 +145,11 @@ function grpoCase(rows: number, seq: number): BenchCase {
     run: (options) =>
       scope(() => {
         const n = rows * seq;
-        const logpData = uniforms(n, -5, -0.01, 1);
-        const noise = uniforms(n, -0.3, 0.3, 2);
+        const logpData = randomUniform(n, 1, -5, -0.01);
+        const noise = randomUniform(n, 2, -0.3, 0.3);
         const oldData = logpData.map((v, k) => v + noise[k]);
         const refData = logpData.map((v, k) => v - noise[(k * 7) % n]);
-        const advData = uniforms(rows, -1.5, 1.5, 3);
+        const advData = randomUniform(rows, 3, -1.5, 1.5);
         // Right padding: row i keeps its first seq − (i·37 mod seq/2) tokens.
         const maskData = new Float32Array(n);
         for (let i = 0; i < rows; ++i) maskData.fill(1, i * seq, i * seq + seq - ((i * 37) % (seq >> 1)));
