@@ -1,4 +1,4 @@
-import { floats, matmul, matmulBackward, scope, tensor } from "../lib";
+import { floats, matmul, matmulBackward, memoryStats, numThreads, resetPeakBytes, scope, setNumThreads, tensor } from "../lib";
 import { expectClose } from "./helpers/assert";
 import { expectGradientMatches, weightedSum } from "./helpers/gradcheck";
 import { Rng } from "./helpers/random";
@@ -96,4 +96,100 @@ describe("matmul", () => {
       });
     });
   }
+  for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    it(`matches a float64 reference on a large odd shape 300x517x129 (transA=${transA}, transB=${transB})`, () => {
+      scope(() => {
+        const [m, n, k] = [300, 517, 129];
+        const a = rng.normals(m * k);
+        const b = rng.normals(k * n);
+        const A = tensor("float32", transA ? [k, m] : [m, k], a);
+        const B = tensor("float32", transB ? [n, k] : [k, n], b);
+        const C = matmul(A, B, { transA, transB, alpha: -0.5 });
+        const expected = refMatmul(a, b, 1, m, n, k, transA, transB, false, false).map((v) => -0.5 * v);
+        expectClose(floats(C), expected, { rtol: 1e-4, atol: 1e-4 });
+      });
+    });
+  }
+
+  it("gives bitwise identical results with 1 and 2 threads", () => {
+    const saved = numThreads();
+    try {
+      // A threaded product (several row blocks and K-blocks), a vocabulary-like one (few rows,
+      // many columns) and a batch of small products spread over the threads.
+      const cases: Array<[number[], number[], boolean]> = [
+        [[160, 400], [300, 400], true],
+        [[64, 96], [96, 2000], false],
+        [[16, 9, 40], [16, 40, 13], false],
+      ];
+      for (const [aShape, bShape, transB] of cases) {
+        const a = rng.normals(aShape.reduce((x, y) => x * y));
+        const b = rng.normals(bShape.reduce((x, y) => x * y));
+        // The raw float32 bits of each result.
+        const [one, two] = [1, 2].map((threads) => {
+          setNumThreads(threads);
+          return scope(() => {
+            const c = floats(matmul(tensor("float32", aShape, a), tensor("float32", bShape, b), { transB }));
+            return new Uint32Array(Float32Array.from(c).buffer);
+          });
+        });
+        expect(two.length).toBe(one.length);
+        expect(one.findIndex((bits, i) => bits !== two[i])).toBe(-1);
+      }
+    } finally {
+      setNumThreads(saved);
+    }
+  });
+
+  it("spreads a batch of small products over the threads, batched or broadcast", () => {
+    scope(() => {
+      const [batch, m, n, k] = [12, 7, 17, 5];
+      for (const [aBatched, bBatched] of [[true, true], [true, false], [false, true]] as const) {
+        const a = rng.normals((aBatched ? batch : 1) * k * m);
+        const b = rng.normals((bBatched ? batch : 1) * n * k);
+        const A = tensor("float32", aBatched ? [batch, k, m] : [k, m], a);
+        const B = tensor("float32", bBatched ? [batch, n, k] : [n, k], b);
+        const C = matmul(A, B, { transA: true, transB: true });
+        expect(C.shape).toEqual([batch, m, n]);
+        expectClose(floats(C), refMatmul(a, b, batch, m, n, k, true, true, aBatched, bBatched), { rtol: 1e-4, atol: 1e-4 });
+      }
+    });
+  });
+
+  for (const [aBatched, bBatched] of [[true, true], [false, true]] as const) {
+    it(`backward of a batch of small products matches finite differences (A ${aBatched ? "batched" : "broadcast"})`, () => {
+      scope(() => {
+        const [batch, m, n, k] = [6, 3, 4, 5];
+        const a = rng.normals((aBatched ? batch : 1) * m * k);
+        const b = rng.normals(batch * k * n);
+        const w = rng.normals(batch * m * n);
+        const A = tensor("float32", aBatched ? [batch, m, k] : [m, k], a);
+        const B = tensor("float32", [batch, k, n], b);
+        const { dA, dB } = matmulBackward(A, B, tensor("float32", [batch, m, n], w));
+        const loss = (x: Float64Array, y: Float64Array) =>
+          weightedSum(w, refMatmul(x, y, batch, m, n, k, false, false, aBatched, bBatched));
+        expectGradientMatches(floats(dA!), (x) => loss(x, b), a, { label: "dA" });
+        expectGradientMatches(floats(dB!), (y) => loss(a, y), b, { label: "dB" });
+      });
+    });
+  }
+
+  it("frees its packing scratch and keeps it far below the size of the output", () => {
+    const start = memoryStats().liveBytes;
+    scope(() => {
+      const [m, n, k] = [512, 4096, 32];
+      const A = tensor("float32", [m, k], rng.normals(m * k));
+      const B = tensor("float32", [n, k], rng.normals(n * k));
+      const out = tensor("float32", [m, n]);
+      const dA = tensor("float32", [m, k]);
+      const dB = tensor("float32", [n, k]);
+      const before = memoryStats();
+      resetPeakBytes();
+      matmul(A, B, { transB: true, out });
+      matmulBackward(A, B, out, { transB: true, dA, dB });
+      const after = memoryStats();
+      expect(after.liveBytes).toBe(before.liveBytes);
+      expect(after.peakBytes - before.liveBytes).toBeLessThan((m * n * 4) / 8);
+    });
+    expect(memoryStats().liveBytes).toBe(start);
+  });
 });

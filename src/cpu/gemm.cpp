@@ -1,8 +1,16 @@
-// Blocked single-precision GEMM in the GotoBLAS/BLIS style. For each block of NC columns and KC
-// steps of K, op(B) is packed once into NR-wide panels shared by all threads; then each task packs
-// an MC-row block of op(A) into MR-row panels and runs the register-tile micro-kernel over its
-// group of B panels. Transposes are absorbed by the packing, so the micro-kernel only ever sees
-// contiguous panels. See gemm_kernels.h for the packed formats and the kernel sets.
+// Blocked single-precision GEMM in the GotoBLAS/BLIS style. op(A) is packed in MC-row blocks of
+// MR-row panels, op(B) in NR-column panels, KC steps of K at a time; the register-tile micro-kernel
+// multiplies one A panel by one B panel. Transposes are absorbed by the packing, so the
+// micro-kernel only ever reads contiguous panels. See gemm_kernels.h for formats and kernel sets.
+//
+// Two schedules, both with tasks = (block of rows) x (group of B panels) over the thread pool:
+//   - M <= MC (one row block: token chunks x vocabulary, attention blocks, LoRA on few tokens):
+//     each task packs its own B panels and walks all of K, so the whole product is one dispatch
+//     and no B panel is packed twice.
+//   - otherwise, per (NC columns, KC steps) block, the threads first pack that block of op(B)
+//     together, then share it: each B element is packed once, not once per row block.
+// Every element of C gets the same arithmetic either way (same packing, same K-blocks, same
+// micro-kernel), so the schedule and the thread count never change the result bit for bit.
 #include "gemm.h"
 
 #include <algorithm>
@@ -15,20 +23,22 @@ namespace rlhf::cpu {
 namespace gemm {
 namespace {
 
-// Cache blocking. It depends on the shape only, never on the thread count, so every element of C
-// is summed in the same order whatever the number of threads (results are bitwise reproducible).
+// Cache blocking. It depends on the shape only, never on the thread count.
 //   KC: steps per K-block; one packed B panel (KC x NR floats, 16 KiB) stays in L1 while the
 //       task's A panels stream past it.
 //   MC: rows per packed A block (MC x KC floats, 144 KiB), kept in L2 for every B panel of a task.
-//   NC: columns per packed B block (KC x NC floats, up to 4 MiB), shared by the threads from L3.
+//   NC: columns per shared packed B block (KC x NC floats, up to 4 MiB), read by the threads
+//       from L3; also the most columns one task sweeps per K-block.
 constexpr int64_t kKC = 256;
 constexpr int64_t kMC = 144;
 constexpr int64_t kNC = 4096;
+// K-blocks of op(A) packed ahead at once when M <= MC (MC x 16 x KC floats, 2.25 MiB at most).
+constexpr int64_t kChunkBlocks = 16;
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks hold whole panels");
 
-// A K-block step smaller than this (in flops) runs on one thread: waking the pool would cost more.
+// A dispatch with less work than this (in flops) runs on one thread: waking the pool costs more.
 constexpr double kMinParallelFlops = 4e6;
-// Tasks per thread in a step, so that a thread slowed by other work still finds some left.
+// Tasks per thread in a dispatch, so that a thread slowed by other work still finds some left.
 constexpr int64_t kTasksPerThread = 4;
 
 int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
@@ -71,6 +81,120 @@ void edgeTile(const KernelSet& kernels, int64_t kc, const float* a, const float*
   }
   kernels.micro(kc, a, b, tile, kNR, alpha, beta);
   for (int64_t r = 0; r < rows; ++r) std::copy(tile + r * kNR, tile + r * kNR + cols, c + r * ldc);
+}
+
+// One sgemm call: its operands and the packing and multiplication steps both schedules use.
+struct Gemm {
+  const KernelSet& kernels;
+  bool transA, transB;
+  int64_t M, N, K;
+  float alpha;
+  const float* A;
+  int64_t lda;
+  const float* B;
+  int64_t ldb;
+  float beta;
+  float* C;
+  int64_t ldc;
+
+  // Packs op(A)[i0 : i0+rows, p0 : p0+kc] as A panels (rows rounded up to MR) into dst.
+  void packABlock(int64_t i0, int64_t rows, int64_t p0, int64_t kc, float* dst) const {
+    for (int64_t r = 0; r < rows; r += kMR) {
+      const int64_t i = i0 + r;
+      kernels.packA(transA, transA ? A + p0 * lda + i : A + i * lda + p0, lda, std::min(kMR, M - i), kc,
+                    dst + r * kc);
+    }
+  }
+
+  // Packs op(B)[p0 : p0+kc, j : j+NR] (columns past N as zeros) into dst.
+  void packBPanel(int64_t j, int64_t p0, int64_t kc, float* dst) const {
+    kernels.packB(transB, transB ? B + j * ldb + p0 : B + p0 * ldb + j, ldb, std::min(kNR, N - j), kc, dst);
+  }
+
+  // C[i0 : i0+rows, j : j+NR] = alpha · (A block · B panel) + beta · C, clipped to C's edges;
+  // beta is the caller's for the first K-block and 1 for the later ones, which accumulate.
+  void multiplyPanel(const float* a, int64_t i0, int64_t rows, const float* b, int64_t j, int64_t kc,
+                     float stepBeta) const {
+    const int64_t cols = std::min(kNR, N - j);
+    for (int64_t r = 0; r < rows; r += kMR) {
+      float* c = C + (i0 + r) * ldc + j;
+      const int64_t tileRows = std::min(kMR, rows - r);
+      if (tileRows == kMR && cols == kNR) kernels.micro(kc, a + r * kc, b, c, ldc, alpha, stepBeta);
+      else edgeTile(kernels, kc, a + r * kc, b, c, ldc, tileRows, cols, alpha, stepBeta);
+    }
+  }
+};
+
+// Groups of B panels per row block: at least `wanted`, each at most NC columns, at most one per panel.
+int64_t panelGroups(int64_t panels, int64_t wanted) {
+  return std::min(panels, std::max(ceilDiv(panels * kNR, kNC), wanted));
+}
+
+// M <= MC: op(A) is packed up front on this thread (all M rows, a chunk of kChunkBlocks K-blocks
+// at a time), then one dispatch per chunk: tasks are groups of B panels, each packing its panels
+// one at a time and multiplying them by the shared packed A. No B panel is packed twice.
+void singleRowBlock(const Gemm& g, int64_t kc, int threads) {
+  const bool parallel = threads > 1 && 2.0 * g.M * g.N * g.K >= kMinParallelFlops;
+  const int64_t panels = ceilDiv(g.N, kNR);
+  const int64_t groups = panelGroups(panels, parallel ? kTasksPerThread * threads : 1);
+  const int64_t rows = roundUp(g.M, kMR);
+  const int64_t chunk = std::min(g.K, kChunkBlocks * kc);
+  ScratchBuffer<float> packedA(static_cast<size_t>(rows * chunk));
+  ScratchBuffer<float> packedB(static_cast<size_t>(threads * kc * kNR));  // one panel per thread
+  for (int64_t k0 = 0; k0 < g.K; k0 += chunk) {
+    const int64_t kEnd = std::min(g.K, k0 + chunk);
+    for (int64_t p0 = k0; p0 < kEnd; p0 += kc) {
+      g.packABlock(0, g.M, p0, std::min(kc, kEnd - p0), packedA.data() + rows * (p0 - k0));
+    }
+    runTasks(groups, parallel, [&](int64_t group, int thread) {
+      float* pb = packedB.data() + thread * kc * kNR;
+      for (int64_t p0 = k0; p0 < kEnd; p0 += kc) {
+        const int64_t kcCur = std::min(kc, kEnd - p0);
+        const float stepBeta = p0 == 0 ? g.beta : 1.0f;
+        const float* pa = packedA.data() + rows * (p0 - k0);
+        for (int64_t jp = group * panels / groups; jp < (group + 1) * panels / groups; ++jp) {
+          g.packBPanel(jp * kNR, p0, kcCur, pb);
+          g.multiplyPanel(pa, 0, g.M, pb, jp * kNR, kcCur, stepBeta);
+        }
+      }
+    });
+  }
+}
+
+// M > MC: per (NC columns, KC steps) block, pack that block of op(B) once (split over the
+// threads), then tasks = (row block) x (group of its panels), each packing its rows of op(A).
+void sharedPackedB(const Gemm& g, int64_t kc, int threads) {
+  const int64_t mc = evenBlock(g.M, kMC, kMR);
+  const int64_t nc = evenBlock(g.N, kNC, kNR);
+  const int64_t mBlocks = ceilDiv(g.M, mc);
+  ScratchBuffer<float> packedB(static_cast<size_t>(std::min(nc, roundUp(g.N, kNR)) * kc));
+  ScratchBuffer<float> packedA(static_cast<size_t>(threads * mc * kc));
+  for (int64_t j0 = 0; j0 < g.N; j0 += nc) {
+    const int64_t ncCur = std::min(nc, g.N - j0);
+    const int64_t panels = ceilDiv(ncCur, kNR);
+    for (int64_t p0 = 0; p0 < g.K; p0 += kc) {
+      const int64_t kcCur = std::min(kc, g.K - p0);
+      const float stepBeta = p0 == 0 ? g.beta : 1.0f;
+      const bool parallel = threads > 1 && 2.0 * g.M * ncCur * kcCur >= kMinParallelFlops;
+      const int64_t packTasks = parallel ? std::min<int64_t>(panels, threads) : 1;
+      runTasks(packTasks, parallel, [&](int64_t t, int) {
+        for (int64_t jp = t * panels / packTasks; jp < (t + 1) * panels / packTasks; ++jp) {
+          g.packBPanel(j0 + jp * kNR, p0, kcCur, packedB.data() + jp * kcCur * kNR);
+        }
+      });
+      const int64_t groups = parallel ? panelGroups(panels, ceilDiv(kTasksPerThread * threads, mBlocks)) : 1;
+      runTasks(mBlocks * groups, parallel, [&](int64_t task, int thread) {
+        const int64_t i0 = (task / groups) * mc;
+        const int64_t group = task % groups;
+        const int64_t rows = std::min(mc, g.M - i0);
+        float* pa = packedA.data() + thread * mc * kc;
+        g.packABlock(i0, rows, p0, kcCur, pa);
+        for (int64_t jp = group * panels / groups; jp < (group + 1) * panels / groups; ++jp) {
+          g.multiplyPanel(pa, i0, rows, packedB.data() + jp * kcCur * kNR, j0 + jp * kNR, kcCur, stepBeta);
+        }
+      });
+    }
+  }
 }
 
 void portableMicro(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta) {
@@ -125,62 +249,11 @@ void sgemmWith(const KernelSet& kernels, bool transA, bool transB, int64_t M, in
     scaleC(M, N, beta, C, ldc);
     return;
   }
-  const int64_t mc = evenBlock(M, kMC, kMR);
-  const int64_t nc = evenBlock(N, kNC, kNR);
+  const Gemm g{kernels, transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc};
   const int64_t kc = std::min(K, evenBlock(K, kKC, 8));
-  const int64_t mBlocks = ceilDiv(M, mc);
   const int threads = insideParallelRegion() ? 1 : numThreads();
-  // Scratch: one packed B block shared by all threads, one packed A block per thread.
-  const int64_t aBlockFloats = std::min(mc, roundUp(M, kMR)) * kc;
-  ScratchBuffer<float> packedB(static_cast<size_t>(std::min(nc, roundUp(N, kNR)) * kc));
-  ScratchBuffer<float> packedA(static_cast<size_t>(threads * aBlockFloats));
-
-  for (int64_t j0 = 0; j0 < N; j0 += nc) {
-    const int64_t ncCur = std::min(nc, N - j0);
-    const int64_t panels = ceilDiv(ncCur, kNR);
-    for (int64_t p0 = 0; p0 < K; p0 += kc) {
-      const int64_t kcCur = std::min(kc, K - p0);
-      const float stepBeta = p0 == 0 ? beta : 1.0f;  // later K-blocks accumulate onto the first
-      const bool parallel = threads > 1 && 2.0 * M * ncCur * kcCur >= kMinParallelFlops;
-
-      // Pack op(B)[p0 : p0+kcCur, j0 : j0+ncCur] into NR-column panels, in one range per thread.
-      const int64_t packTasks = parallel ? std::min<int64_t>(panels, threads) : 1;
-      runTasks(packTasks, parallel, [&](int64_t t, int) {
-        for (int64_t jp = t * panels / packTasks; jp < (t + 1) * panels / packTasks; ++jp) {
-          const int64_t j = j0 + jp * kNR;
-          const float* src = transB ? B + j * ldb + p0 : B + p0 * ldb + j;
-          kernels.packB(transB, src, ldb, std::min(kNR, N - j), kcCur, packedB.data() + jp * kcCur * kNR);
-        }
-      });
-
-      // Tasks: (block of mc rows) x (group of B panels). Groups split N when M alone gives too
-      // few tasks (token chunks x vocabulary); each task packs its own rows of op(A).
-      const int64_t groups =
-          parallel ? std::clamp<int64_t>(ceilDiv(kTasksPerThread * threads, mBlocks), 1, panels) : 1;
-      runTasks(mBlocks * groups, parallel, [&](int64_t task, int thread) {
-        const int64_t i0 = (task / groups) * mc;
-        const int64_t group = task % groups;
-        const int64_t mcCur = std::min(mc, M - i0);
-        float* pa = packedA.data() + thread * aBlockFloats;
-        for (int64_t ir = 0; ir < mcCur; ir += kMR) {
-          const int64_t i = i0 + ir;
-          const float* src = transA ? A + p0 * lda + i : A + i * lda + p0;
-          kernels.packA(transA, src, lda, std::min(kMR, M - i), kcCur, pa + ir * kcCur);
-        }
-        for (int64_t jp = group * panels / groups; jp < (group + 1) * panels / groups; ++jp) {
-          const float* pb = packedB.data() + jp * kcCur * kNR;
-          const int64_t j = j0 + jp * kNR;
-          const int64_t cols = std::min(kNR, N - j);
-          for (int64_t ir = 0; ir < mcCur; ir += kMR) {
-            const int64_t rows = std::min(kMR, mcCur - ir);
-            float* c = C + (i0 + ir) * ldc + j;
-            if (rows == kMR && cols == kNR) kernels.micro(kcCur, pa + ir * kcCur, pb, c, ldc, alpha, stepBeta);
-            else edgeTile(kernels, kcCur, pa + ir * kcCur, pb, c, ldc, rows, cols, alpha, stepBeta);
-          }
-        }
-      });
-    }
-  }
+  if (M <= kMC) singleRowBlock(g, kc, threads);
+  else sharedPackedB(g, kc, threads);
 }
 
 }  // namespace gemm

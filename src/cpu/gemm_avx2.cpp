@@ -119,20 +119,32 @@ RLHF_AVX2 void packAAvx2(bool transA, const float* a, int64_t lda, int64_t rows,
   }
 }
 
-// B stored [N, K] (weights used as x·Wᵀ) packs by transposing two 8 x 8 blocks per 8 steps.
+// Steps p..p+7 of columns 8h..8h+7 of a B panel, from B stored [N, K], by one 8 x 8 transpose.
+RLHF_AVX2 inline void packBBlock(const float* b, int64_t ldb, int64_t p, int h, float* dst) {
+  __m256 r[8];
+  for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(b + (8 * h + j) * ldb + p);
+  transpose8x8(r);
+  for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (p + q) * kNR + 8 * h, r[q]);
+}
+
+// B stored [N, K] (weights used as x·Wᵀ) packs by 8 x 8 transposes. The main loop takes 16 steps
+// (a cache line) of 8 rows at a time, so each line is used whole right after it is loaded: with
+// a power-of-two row stride the 16 rows share one L1 set and would not survive until a later pass.
 RLHF_AVX2 void packBAvx2(bool transB, const float* b, int64_t ldb, int64_t cols, int64_t kc, float* dst) {
   if (!transB || cols != kNR) {
     portableKernels().packB(transB, b, ldb, cols, kc, dst);
     return;
   }
   int64_t p = 0;
-  for (; p + 8 <= kc; p += 8) {
+  for (; p + 16 <= kc; p += 16) {
     for (int h = 0; h < 2; ++h) {
-      __m256 r[8];
-      for (int j = 0; j < 8; ++j) r[j] = _mm256_loadu_ps(b + (8 * h + j) * ldb + p);
-      transpose8x8(r);
-      for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (p + q) * kNR + 8 * h, r[q]);
+      packBBlock(b, ldb, p, h, dst);
+      packBBlock(b, ldb, p + 8, h, dst);
     }
+  }
+  for (; p + 8 <= kc; p += 8) {
+    packBBlock(b, ldb, p, 0, dst);
+    packBBlock(b, ldb, p, 1, dst);
   }
   for (; p < kc; ++p) {
     for (int j = 0; j < 16; ++j) dst[p * kNR + j] = b[j * ldb + p];

@@ -109,11 +109,11 @@ std::vector<const KernelSet*> kernelSets() {
 }
 
 // Shapes around the 6 x 16 register tile (MR ± 1, NR ± 1), the K-block (KC = 256, KC + 1) and
-// the row block (MC = 144), plus M, N or K of 1.
+// the row block (MC = 144), K beyond the 16 K-blocks packed ahead for small M, plus M, N or K of 1.
 const int64_t kShapes[][3] = {
     {1, 1, 1},    {7, 259, 3},  {5, 15, 8},    {6, 16, 8},   {7, 17, 9},    {11, 31, 1},
     {1, 70, 40},  {70, 1, 40},  {13, 33, 257}, {33, 17, 130}, {64, 64, 64}, {5, 600, 300},
-    {145, 47, 20}, {290, 100, 513},
+    {145, 47, 20}, {290, 100, 513}, {7, 20, 4200},
 };
 
 }  // namespace
