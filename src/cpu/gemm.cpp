@@ -32,8 +32,10 @@ namespace {
 constexpr int64_t kKC = 256;
 constexpr int64_t kMC = 144;
 constexpr int64_t kNC = 4096;
-// K-blocks of op(A) packed ahead at once when M <= MC (MC x 16 x KC floats, 2.25 MiB at most).
+// When M <= MC: K-blocks of op(A) packed ahead at once (MC x 16 x KC floats, 2.25 MiB at most),
+// and B panels packed together per call, so that each row of a [K, N] B is read 256 bytes at a time.
 constexpr int64_t kChunkBlocks = 16;
+constexpr int64_t kSlabPanels = 4;
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks hold whole panels");
 
 // A dispatch with less work than this (in flops) runs on one thread: waking the pool costs more.
@@ -106,9 +108,9 @@ struct Gemm {
     }
   }
 
-  // Packs op(B)[p0 : p0+kc, j : j+NR] (columns past N as zeros) into dst.
-  void packBPanel(int64_t j, int64_t p0, int64_t kc, float* dst) const {
-    kernels.packB(transB, transB ? B + j * ldb + p0 : B + p0 * ldb + j, ldb, std::min(kNR, N - j), kc, dst);
+  // Packs op(B)[p0 : p0+kc, j : j+cols] as B panels (columns past N as zeros) into dst.
+  void packBPanels(int64_t j, int64_t cols, int64_t p0, int64_t kc, float* dst) const {
+    kernels.packB(transB, transB ? B + j * ldb + p0 : B + p0 * ldb + j, ldb, std::min(cols, N - j), kc, dst);
   }
 
   // C[i0 : i0+rows, j : j+NR] = alpha · (A block · B panel) + beta · C, clipped to C's edges;
@@ -132,29 +134,34 @@ int64_t panelGroups(int64_t panels, int64_t wanted) {
 
 // M <= MC: op(A) is packed up front on this thread (all M rows, a chunk of kChunkBlocks K-blocks
 // at a time), then one dispatch per chunk: tasks are groups of B panels, each packing its panels
-// one at a time and multiplying them by the shared packed A. No B panel is packed twice.
+// a slab at a time and multiplying them by the shared packed A. No B panel is packed twice.
 void singleRowBlock(const Gemm& g, int64_t kc, int threads) {
   const bool parallel = threads > 1 && 2.0 * g.M * g.N * g.K >= kMinParallelFlops;
   const int64_t panels = ceilDiv(g.N, kNR);
   const int64_t groups = panelGroups(panels, parallel ? kTasksPerThread * threads : 1);
   const int64_t rows = roundUp(g.M, kMR);
   const int64_t chunk = std::min(g.K, kChunkBlocks * kc);
+  const int64_t slabFloats = kSlabPanels * kc * kNR;
   ScratchBuffer<float> packedA(static_cast<size_t>(rows * chunk));
-  ScratchBuffer<float> packedB(static_cast<size_t>(threads * kc * kNR));  // one panel per thread
+  ScratchBuffer<float> packedB(static_cast<size_t>(threads * slabFloats));
   for (int64_t k0 = 0; k0 < g.K; k0 += chunk) {
     const int64_t kEnd = std::min(g.K, k0 + chunk);
     for (int64_t p0 = k0; p0 < kEnd; p0 += kc) {
       g.packABlock(0, g.M, p0, std::min(kc, kEnd - p0), packedA.data() + rows * (p0 - k0));
     }
     runTasks(groups, parallel, [&](int64_t group, int thread) {
-      float* pb = packedB.data() + thread * kc * kNR;
+      float* pb = packedB.data() + thread * slabFloats;
+      const int64_t jpEnd = (group + 1) * panels / groups;
       for (int64_t p0 = k0; p0 < kEnd; p0 += kc) {
         const int64_t kcCur = std::min(kc, kEnd - p0);
         const float stepBeta = p0 == 0 ? g.beta : 1.0f;
         const float* pa = packedA.data() + rows * (p0 - k0);
-        for (int64_t jp = group * panels / groups; jp < (group + 1) * panels / groups; ++jp) {
-          g.packBPanel(jp * kNR, p0, kcCur, pb);
-          g.multiplyPanel(pa, 0, g.M, pb, jp * kNR, kcCur, stepBeta);
+        for (int64_t jp0 = group * panels / groups; jp0 < jpEnd; jp0 += kSlabPanels) {
+          const int64_t slab = std::min(kSlabPanels, jpEnd - jp0);
+          g.packBPanels(jp0 * kNR, slab * kNR, p0, kcCur, pb);
+          for (int64_t q = 0; q < slab; ++q) {
+            g.multiplyPanel(pa, 0, g.M, pb + q * kcCur * kNR, (jp0 + q) * kNR, kcCur, stepBeta);
+          }
         }
       }
     });
@@ -178,9 +185,8 @@ void sharedPackedB(const Gemm& g, int64_t kc, int threads) {
       const bool parallel = threads > 1 && 2.0 * g.M * ncCur * kcCur >= kMinParallelFlops;
       const int64_t packTasks = parallel ? std::min<int64_t>(panels, threads) : 1;
       runTasks(packTasks, parallel, [&](int64_t t, int) {
-        for (int64_t jp = t * panels / packTasks; jp < (t + 1) * panels / packTasks; ++jp) {
-          g.packBPanel(j0 + jp * kNR, p0, kcCur, packedB.data() + jp * kcCur * kNR);
-        }
+        const int64_t jp0 = t * panels / packTasks, jp1 = (t + 1) * panels / packTasks;
+        g.packBPanels(j0 + jp0 * kNR, (jp1 - jp0) * kNR, p0, kcCur, packedB.data() + jp0 * kcCur * kNR);
       });
       const int64_t groups = parallel ? panelGroups(panels, ceilDiv(kTasksPerThread * threads, mBlocks)) : 1;
       runTasks(mBlocks * groups, parallel, [&](int64_t task, int thread) {
@@ -219,14 +225,19 @@ void portablePackA(bool transA, const float* a, int64_t lda, int64_t rows, int64
 }
 
 void portablePackB(bool transB, const float* b, int64_t ldb, int64_t cols, int64_t kc, float* dst) {
+  const int64_t panels = ceilDiv(cols, kNR);
   for (int64_t p = 0; p < kc; ++p) {
-    float* d = dst + p * kNR;
-    if (transB) {
-      for (int64_t j = 0; j < cols; ++j) d[j] = b[j * ldb + p];
-    } else {
-      std::copy(b + p * ldb, b + p * ldb + cols, d);
+    // One row of op(B) across all the panels: contiguous when B is [K, N].
+    for (int64_t q = 0; q < panels; ++q) {
+      float* d = dst + q * kc * kNR + p * kNR;
+      const int64_t j0 = q * kNR, n = std::min(kNR, cols - j0);
+      if (transB) {
+        for (int64_t j = 0; j < n; ++j) d[j] = b[(j0 + j) * ldb + p];
+      } else {
+        std::copy(b + p * ldb + j0, b + p * ldb + j0 + n, d);
+      }
+      std::fill(d + n, d + kNR, 0.0f);
     }
-    std::fill(d + cols, d + kNR, 0.0f);
   }
 }
 

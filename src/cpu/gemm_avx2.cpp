@@ -127,28 +127,49 @@ RLHF_AVX2 inline void packBBlock(const float* b, int64_t ldb, int64_t p, int h, 
   for (int q = 0; q < 8; ++q) _mm256_store_ps(dst + (p + q) * kNR + 8 * h, r[q]);
 }
 
-// B stored [N, K] (weights used as x·Wᵀ) packs by 8 x 8 transposes. The main loop takes 16 steps
-// (a cache line) of 8 rows at a time, so each line is used whole right after it is loaded: with
-// a power-of-two row stride the 16 rows share one L1 set and would not survive until a later pass.
-RLHF_AVX2 void packBAvx2(bool transB, const float* b, int64_t ldb, int64_t cols, int64_t kc, float* dst) {
-  if (!transB || cols != kNR) {
-    portableKernels().packB(transB, b, ldb, cols, kc, dst);
-    return;
+// One full B panel (16 columns) from B stored [N, K] (weights used as x·Wᵀ), by 8 x 8 transposes:
+// first 8 rows over all kc steps, then the other 8. With a power-of-two row stride all the rows
+// fall in one L1 set; 8 rows fit its 8 ways, so each line survives until its second half is read
+// (interleaving all 16 rows is twice as slow).
+RLHF_AVX2 void packTransposedPanel(const float* b, int64_t ldb, int64_t kc, float* dst) {
+  const int64_t full = kc / 8 * 8;
+  for (int h = 0; h < 2; ++h) {
+    for (int64_t p = 0; p < full; p += 8) packBBlock(b, ldb, p, h, dst);
   }
-  int64_t p = 0;
-  for (; p + 16 <= kc; p += 16) {
-    for (int h = 0; h < 2; ++h) {
-      packBBlock(b, ldb, p, h, dst);
-      packBBlock(b, ldb, p + 8, h, dst);
-    }
-  }
-  for (; p + 8 <= kc; p += 8) {
-    packBBlock(b, ldb, p, 0, dst);
-    packBBlock(b, ldb, p, 1, dst);
-  }
-  for (; p < kc; ++p) {
+  for (int64_t p = full; p < kc; ++p) {
     for (int j = 0; j < 16; ++j) dst[p * kNR + j] = b[j * ldb + p];
   }
+}
+
+// B stored [K, N]: row copies. The slab of columns just past these (which the caller packs next
+// for the same K-block) is prefetched row by row: kc short row pieces a page apart are not a
+// pattern the hardware prefetchers follow, so without this each piece waits for memory.
+RLHF_AVX2 void packRowsPanels(const float* b, int64_t ldb, int64_t cols, int64_t kc, float* dst) {
+  const int64_t full = cols / kNR;
+  for (int64_t p = 0; p < kc; ++p) {
+    const float* src = b + p * ldb;
+    for (int64_t q = 0; q < full; ++q) {
+      float* d = dst + q * kc * kNR + p * kNR;
+      _mm256_store_ps(d, _mm256_loadu_ps(src + q * kNR));
+      _mm256_store_ps(d + 8, _mm256_loadu_ps(src + q * kNR + 8));
+      _mm_prefetch(reinterpret_cast<const char*>(src + cols + q * kNR), _MM_HINT_T0);
+    }
+  }
+  if (full * kNR < cols) {
+    portableKernels().packB(false, b + full * kNR, ldb, cols - full * kNR, kc, dst + full * kc * kNR);
+  }
+}
+
+// B stored [N, K] packs each full panel by transposes (a partial last one is left to the portable
+// packer); B stored [K, N] by row copies.
+RLHF_AVX2 void packBAvx2(bool transB, const float* b, int64_t ldb, int64_t cols, int64_t kc, float* dst) {
+  if (!transB) {
+    packRowsPanels(b, ldb, cols, kc, dst);
+    return;
+  }
+  int64_t j = 0;
+  for (; j + kNR <= cols; j += kNR, dst += kc * kNR) packTransposedPanel(b + j * ldb, ldb, kc, dst);
+  if (j < cols) portableKernels().packB(transB, b + j * ldb, ldb, cols - j, kc, dst);
 }
 
 }  // namespace

@@ -21,7 +21,8 @@ struct KernelSet {
   void (*micro)(int64_t kc, const float* a, const float* b, float* c, int64_t ldc, float alpha, float beta);
   // Packs `rows` (<= MR) rows of op(A) starting at `a` (op(A)[i0, p0]), kc steps, into an A panel.
   void (*packA)(bool transA, const float* a, int64_t lda, int64_t rows, int64_t kc, float* dst);
-  // Packs `cols` (<= NR) columns of op(B) starting at `b` (op(B)[p0, j0]), kc steps, into a B panel.
+  // Packs `cols` columns of op(B) starting at `b` (op(B)[p0, j0]), kc steps, into ceil(cols / NR)
+  // consecutive B panels of kc * NR floats (64-byte aligned `dst`).
   void (*packB)(bool transB, const float* b, int64_t ldb, int64_t cols, int64_t kc, float* dst);
 };
 
