@@ -27,19 +27,20 @@ namespace {
 //   KC: steps per K-block; one packed B panel (KC x NR floats, 16 KiB) stays in L1 while the
 //       task's A panels stream past it.
 //   MC: rows per packed A block (MC x KC floats, 144 KiB), kept in L2 for every B panel of a task.
-//   NC: columns per shared packed B block (KC x NC floats, up to 4 MiB), read by the threads
-//       from L3; also the most columns one task sweeps per K-block.
+//   NC: columns per shared packed B block (KC x NC floats, 2 MiB), read by the threads from L3;
+//       also the most columns one task sweeps per K-block.
 constexpr int64_t kKC = 256;
 constexpr int64_t kMC = 144;
-constexpr int64_t kNC = 4096;
+constexpr int64_t kNC = 2048;
 // When M <= MC: K-blocks of op(A) packed ahead at once (MC x 16 x KC floats, 2.25 MiB at most),
 // and B panels packed together per call, so that each row of a [K, N] B is read 256 bytes at a time.
 constexpr int64_t kChunkBlocks = 16;
 constexpr int64_t kSlabPanels = 4;
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks hold whole panels");
 
-// A dispatch with less work than this (in flops) runs on one thread: waking the pool costs more.
-constexpr double kMinParallelFlops = 4e6;
+// A dispatch with less work than this (8 MFLOP, about 0.1 ms on one core) runs on one thread: a
+// sleeping pool worker takes tens of microseconds to wake (measured ~40 us on a 2-vCPU VM).
+constexpr double kMinParallelFlops = 8e6;
 // Tasks per thread in a dispatch, so that a thread slowed by other work still finds some left.
 constexpr int64_t kTasksPerThread = 4;
 

@@ -139,10 +139,14 @@ TEST(sgemm_submatrix_views_leave_padding_untouched) {
   }
 }
 
-TEST(sgemm_crosses_a_column_block) {
-  // N > 4096 takes two packed-B column blocks.
-  checkProblem({false, true, 7, 4100, 9, 1.0f, 0.0f}, nullptr);
-  checkProblem({true, false, 7, 4100, 9, 1.0f, 1.0f}, nullptr);
+TEST(sgemm_crosses_column_blocks) {
+  // N > 2048 takes several packed-B column blocks (M > 144) or panel groups (M <= 144).
+  for (const KernelSet* kernels : kernelSets()) {
+    checkProblem({false, true, 150, 2100, 9, 1.0f, 0.0f}, kernels);
+    checkProblem({true, false, 150, 2100, 9, 1.0f, 1.0f}, kernels);
+    checkProblem({false, true, 7, 4100, 9, 1.0f, 0.0f}, kernels);
+    checkProblem({true, false, 7, 4100, 9, 1.0f, 1.0f}, kernels);
+  }
 }
 
 TEST(sgemm_k_zero_scales_c_by_beta) {
