@@ -41,6 +41,8 @@ static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks hold whole panels");
 // A dispatch with less work than this (8 MFLOP, about 0.1 ms on one core) runs on one thread: a
 // sleeping pool worker takes tens of microseconds to wake (measured ~40 us on a 2-vCPU VM).
 constexpr double kMinParallelFlops = 8e6;
+// Likewise for packing a shared B block (elements; ~0.1 ms of copying).
+constexpr int64_t kMinParallelPack = 1 << 18;
 // Tasks per thread in a dispatch, so that a thread slowed by other work still finds some left.
 constexpr int64_t kTasksPerThread = 4;
 
@@ -184,8 +186,9 @@ void sharedPackedB(const Gemm& g, int64_t kc, int threads) {
       const int64_t kcCur = std::min(kc, g.K - p0);
       const float stepBeta = p0 == 0 ? g.beta : 1.0f;
       const bool parallel = threads > 1 && 2.0 * g.M * ncCur * kcCur >= kMinParallelFlops;
-      const int64_t packTasks = parallel ? std::min<int64_t>(panels, threads) : 1;
-      runTasks(packTasks, parallel, [&](int64_t t, int) {
+      const bool parallelPack = parallel && kcCur * ncCur >= kMinParallelPack;
+      const int64_t packTasks = parallelPack ? std::min<int64_t>(panels, threads) : 1;
+      runTasks(packTasks, parallelPack, [&](int64_t t, int) {
         const int64_t jp0 = t * panels / packTasks, jp1 = (t + 1) * panels / packTasks;
         g.packBPanels(j0 + jp0 * kNR, (jp1 - jp0) * kNR, p0, kcCur, packedB.data() + jp0 * kcCur * kNR);
       });
