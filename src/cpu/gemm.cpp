@@ -5,8 +5,8 @@
 //
 // Two schedules, both with tasks = (block of rows) x (group of B panels) over the thread pool:
 //   - M <= MC (one row block: token chunks x vocabulary, attention blocks, LoRA on few tokens):
-//     each task packs its own B panels and walks all of K, so the whole product is one dispatch
-//     and no B panel is packed twice.
+//     op(A) is packed ahead for up to 16 K-blocks, then each task packs its own B panels and
+//     walks those K-blocks, so one dispatch covers K = 4096 and no B panel is packed twice.
 //   - otherwise, per (NC columns, KC steps) block, the threads first pack that block of op(B)
 //     together, then share it: each B element is packed once, not once per row block.
 // Every element of C gets the same arithmetic either way (same packing, same K-blocks, same
@@ -41,7 +41,7 @@ static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks hold whole panels");
 // A dispatch with less work than this (8 MFLOP, about 0.1 ms on one core) runs on one thread: a
 // sleeping pool worker takes tens of microseconds to wake (measured ~40 us on a 2-vCPU VM).
 constexpr double kMinParallelFlops = 8e6;
-// Likewise for packing a shared B block (elements; ~0.1 ms of copying).
+// Likewise for packing a shared block of op(A) or op(B) (in elements; ~0.1 ms of copying).
 constexpr int64_t kMinParallelPack = 1 << 18;
 // Tasks per thread in a dispatch, so that a thread slowed by other work still finds some left.
 constexpr int64_t kTasksPerThread = 4;
@@ -135,9 +135,9 @@ int64_t panelGroups(int64_t panels, int64_t wanted) {
   return std::min(panels, std::max(ceilDiv(panels * kNR, kNC), wanted));
 }
 
-// M <= MC: op(A) is packed up front on this thread (all M rows, a chunk of kChunkBlocks K-blocks
-// at a time), then one dispatch per chunk: tasks are groups of B panels, each packing its panels
-// a slab at a time and multiplying them by the shared packed A. No B panel is packed twice.
+// M <= MC: op(A) is packed ahead (all M rows, a chunk of kChunkBlocks K-blocks at a time), then
+// one dispatch per chunk: tasks are groups of B panels, each packing its panels a slab at a time
+// and multiplying them by the shared packed A. No B panel is packed twice.
 void singleRowBlock(const Gemm& g, int64_t kc, int threads) {
   const bool parallel = threads > 1 && 2.0 * g.M * g.N * g.K >= kMinParallelFlops;
   const int64_t panels = ceilDiv(g.N, kNR);
@@ -149,9 +149,11 @@ void singleRowBlock(const Gemm& g, int64_t kc, int threads) {
   ScratchBuffer<float> packedB(static_cast<size_t>(threads * slabFloats));
   for (int64_t k0 = 0; k0 < g.K; k0 += chunk) {
     const int64_t kEnd = std::min(g.K, k0 + chunk);
-    for (int64_t p0 = k0; p0 < kEnd; p0 += kc) {
+    const bool parallelPack = parallel && rows * (kEnd - k0) >= kMinParallelPack;
+    runTasks(ceilDiv(kEnd - k0, kc), parallelPack, [&](int64_t block, int) {
+      const int64_t p0 = k0 + block * kc;
       g.packABlock(0, g.M, p0, std::min(kc, kEnd - p0), packedA.data() + rows * (p0 - k0));
-    }
+    });
     runTasks(groups, parallel, [&](int64_t group, int thread) {
       float* pb = packedB.data() + thread * slabFloats;
       const int64_t jpEnd = (group + 1) * panels / groups;
