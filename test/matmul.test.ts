@@ -119,7 +119,7 @@ describe("matmul", () => {
       const cases: Array<[number[], number[], boolean]> = [
         [[160, 400], [300, 400], true],
         [[64, 96], [96, 2000], false],
-        [[16, 9, 40], [16, 40, 13], false],
+        [[8, 64, 100], [8, 100, 96], false],
       ];
       for (const [aShape, bShape, transB] of cases) {
         const a = rng.normals(aShape.reduce((x, y) => x * y));
@@ -140,35 +140,45 @@ describe("matmul", () => {
     }
   });
 
+  // Items of 64x96x100 are too small for sgemm to thread, but 8 of them add up to enough work to
+  // spread the batch over the threads.
+  const [spreadBatch, sm, sn, sk] = [8, 64, 96, 100];
+
   it("spreads a batch of small products over the threads, batched or broadcast", () => {
     scope(() => {
-      const [batch, m, n, k] = [12, 7, 17, 5];
       for (const [aBatched, bBatched] of [[true, true], [true, false], [false, true]] as const) {
-        const a = rng.normals((aBatched ? batch : 1) * k * m);
-        const b = rng.normals((bBatched ? batch : 1) * n * k);
-        const A = tensor("float32", aBatched ? [batch, k, m] : [k, m], a);
-        const B = tensor("float32", bBatched ? [batch, n, k] : [n, k], b);
+        const a = rng.normals((aBatched ? spreadBatch : 1) * sk * sm);
+        const b = rng.normals((bBatched ? spreadBatch : 1) * sn * sk);
+        const A = tensor("float32", aBatched ? [spreadBatch, sk, sm] : [sk, sm], a);
+        const B = tensor("float32", bBatched ? [spreadBatch, sn, sk] : [sn, sk], b);
         const C = matmul(A, B, { transA: true, transB: true });
-        expect(C.shape).toEqual([batch, m, n]);
-        expectClose(floats(C), refMatmul(a, b, batch, m, n, k, true, true, aBatched, bBatched), { rtol: 1e-4, atol: 1e-4 });
+        expect(C.shape).toEqual([spreadBatch, sm, sn]);
+        const expected = refMatmul(a, b, spreadBatch, sm, sn, sk, true, true, aBatched, bBatched);
+        expectClose(floats(C), expected, { rtol: 1e-4, atol: 1e-4 });
       }
     });
   });
 
-  for (const [aBatched, bBatched] of [[true, true], [false, true]] as const) {
-    it(`backward of a batch of small products matches finite differences (A ${aBatched ? "batched" : "broadcast"})`, () => {
+  for (const aBatched of [true, false]) {
+    it(`backward of a batch of small products matches dA = dC·Bᵀ, dB = Aᵀ·dC (A ${aBatched ? "batched" : "broadcast"})`, () => {
       scope(() => {
-        const [batch, m, n, k] = [6, 3, 4, 5];
-        const a = rng.normals((aBatched ? batch : 1) * m * k);
-        const b = rng.normals(batch * k * n);
-        const w = rng.normals(batch * m * n);
-        const A = tensor("float32", aBatched ? [batch, m, k] : [m, k], a);
-        const B = tensor("float32", [batch, k, n], b);
-        const { dA, dB } = matmulBackward(A, B, tensor("float32", [batch, m, n], w));
-        const loss = (x: Float64Array, y: Float64Array) =>
-          weightedSum(w, refMatmul(x, y, batch, m, n, k, false, false, aBatched, bBatched));
-        expectGradientMatches(floats(dA!), (x) => loss(x, b), a, { label: "dA" });
-        expectGradientMatches(floats(dB!), (y) => loss(a, y), b, { label: "dB" });
+        const a = rng.normals((aBatched ? spreadBatch : 1) * sm * sk);
+        const b = rng.normals(spreadBatch * sk * sn);
+        const dC = rng.normals(spreadBatch * sm * sn);
+        const A = tensor("float32", aBatched ? [spreadBatch, sm, sk] : [sm, sk], a);
+        const B = tensor("float32", [spreadBatch, sk, sn], b);
+        const { dA, dB } = matmulBackward(A, B, tensor("float32", [spreadBatch, sm, sn], dC));
+        // Per item dA[t] = dC[t]·B[t]ᵀ (summed over t when A is broadcast) and dB[t] = A[t]ᵀ·dC[t].
+        const perItemDA = refMatmul(dC, b, spreadBatch, sm, sk, sn, false, true, true, true);
+        const expectedDA = aBatched ? perItemDA : new Float64Array(sm * sk);
+        if (!aBatched) {
+          for (let t = 0; t < spreadBatch; ++t) {
+            for (let i = 0; i < sm * sk; ++i) expectedDA[i] += perItemDA[t * sm * sk + i];
+          }
+        }
+        const expectedDB = refMatmul(a, dC, spreadBatch, sk, sn, sm, true, false, aBatched, true);
+        expectClose(floats(dA!), expectedDA, { rtol: 1e-4, atol: 1e-4 }, "dA");
+        expectClose(floats(dB!), expectedDB, { rtol: 1e-4, atol: 1e-4 }, "dB");
       });
     });
   }

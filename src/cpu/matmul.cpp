@@ -6,12 +6,14 @@
 namespace rlhf::cpu {
 namespace {
 
-// A batch item with fewer multiply-adds than this is too small for sgemm to spread over the
-// threads profitably, so the batch items are spread instead (each sgemm then runs on its thread).
-constexpr double kSmallItemMacs = 1 << 22;
+// sgemm keeps a product of fewer multiply-adds than this on one thread (waking the pool would cost
+// more than it saves). A batch of such items that adds up to more is spread over the threads
+// instead, each item's sgemm running on its own thread; a batch that adds up to less stays here.
+constexpr double kSmallMacs = 1 << 22;
 
 bool spreadOverBatch(int64_t batch, int64_t m, int64_t n, int64_t k) {
-  return batch > 1 && static_cast<double>(m) * n * k < kSmallItemMacs;
+  const double itemMacs = static_cast<double>(m) * n * k;
+  return batch > 1 && itemMacs < kSmallMacs && itemMacs * batch >= kSmallMacs;
 }
 
 // fn(item) for every batch item: across the thread pool when `spread`, else in order here.
