@@ -1,4 +1,6 @@
-import { floats, matmul, matmulBackward, memoryStats, numThreads, resetPeakBytes, scope, setNumThreads, tensor } from "../lib";
+import {
+  floats, matmul, matmulBackward, memoryStats, numThreads, resetPeakBytes, scope, setNumThreads, tensor,
+} from "../lib";
 import { expectClose } from "./helpers/assert";
 import { expectGradientMatches, weightedSum } from "./helpers/gradcheck";
 import { Rng } from "./helpers/random";
@@ -96,6 +98,7 @@ describe("matmul", () => {
       });
     });
   }
+
   for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
     it(`matches a float64 reference on a large odd shape 300x517x129 (transA=${transA}, transB=${transB})`, () => {
       scope(() => {
@@ -160,7 +163,8 @@ describe("matmul", () => {
   });
 
   for (const aBatched of [true, false]) {
-    it(`backward of a batch of small products matches dA = dC·Bᵀ, dB = Aᵀ·dC (A ${aBatched ? "batched" : "broadcast"})`, () => {
+    const layout = aBatched ? "batched" : "broadcast";
+    it(`backward of a batch of small products matches dA = dC·Bᵀ, dB = Aᵀ·dC (A ${layout})`, () => {
       scope(() => {
         const a = rng.normals((aBatched ? spreadBatch : 1) * sm * sk);
         const b = rng.normals(spreadBatch * sk * sn);
