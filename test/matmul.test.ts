@@ -1,4 +1,6 @@
-import { floats, matmul, matmulBackward, scope, tensor } from "../lib";
+import {
+  floats, matmul, matmulBackward, memoryStats, numThreads, resetPeakBytes, scope, setNumThreads, tensor,
+} from "../lib";
 import { expectClose } from "./helpers/assert";
 import { expectGradientMatches, weightedSum } from "./helpers/gradcheck";
 import { Rng } from "./helpers/random";
@@ -96,4 +98,112 @@ describe("matmul", () => {
       });
     });
   }
+
+  for (const [transA, transB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+    it(`matches a float64 reference on a large odd shape 300x517x129 (transA=${transA}, transB=${transB})`, () => {
+      scope(() => {
+        const [m, n, k] = [300, 517, 129];
+        const a = rng.normals(m * k);
+        const b = rng.normals(k * n);
+        const A = tensor("float32", transA ? [k, m] : [m, k], a);
+        const B = tensor("float32", transB ? [n, k] : [k, n], b);
+        const C = matmul(A, B, { transA, transB, alpha: -0.5 });
+        const expected = refMatmul(a, b, 1, m, n, k, transA, transB, false, false).map((v) => -0.5 * v);
+        expectClose(floats(C), expected, { rtol: 1e-4, atol: 1e-4 });
+      });
+    });
+  }
+
+  it("gives bitwise identical results with 1 and 2 threads", () => {
+    const saved = numThreads();
+    try {
+      // A threaded product (several row blocks and K-blocks), a vocabulary-like one (few rows,
+      // many columns) and a batch of small products spread over the threads.
+      const cases: Array<[number[], number[], boolean]> = [
+        [[160, 400], [300, 400], true],
+        [[64, 96], [96, 2000], false],
+        [[8, 64, 100], [8, 100, 96], false],
+      ];
+      for (const [aShape, bShape, transB] of cases) {
+        const a = rng.normals(aShape.reduce((x, y) => x * y));
+        const b = rng.normals(bShape.reduce((x, y) => x * y));
+        // The raw float32 bits of each result.
+        const [one, two] = [1, 2].map((threads) => {
+          setNumThreads(threads);
+          return scope(() => {
+            const c = floats(matmul(tensor("float32", aShape, a), tensor("float32", bShape, b), { transB }));
+            return new Uint32Array(Float32Array.from(c).buffer);
+          });
+        });
+        expect(two.length).toBe(one.length);
+        expect(one.findIndex((bits, i) => bits !== two[i])).toBe(-1);
+      }
+    } finally {
+      setNumThreads(saved);
+    }
+  });
+
+  // Items of 64x96x100 are too small for sgemm to thread, but 8 of them add up to enough work to
+  // spread the batch over the threads.
+  const [spreadBatch, sm, sn, sk] = [8, 64, 96, 100];
+
+  it("spreads a batch of small products over the threads, batched or broadcast", () => {
+    scope(() => {
+      for (const [aBatched, bBatched] of [[true, true], [true, false], [false, true]] as const) {
+        const a = rng.normals((aBatched ? spreadBatch : 1) * sk * sm);
+        const b = rng.normals((bBatched ? spreadBatch : 1) * sn * sk);
+        const A = tensor("float32", aBatched ? [spreadBatch, sk, sm] : [sk, sm], a);
+        const B = tensor("float32", bBatched ? [spreadBatch, sn, sk] : [sn, sk], b);
+        const C = matmul(A, B, { transA: true, transB: true });
+        expect(C.shape).toEqual([spreadBatch, sm, sn]);
+        const expected = refMatmul(a, b, spreadBatch, sm, sn, sk, true, true, aBatched, bBatched);
+        expectClose(floats(C), expected, { rtol: 1e-4, atol: 1e-4 });
+      }
+    });
+  });
+
+  for (const aBatched of [true, false]) {
+    const layout = aBatched ? "batched" : "broadcast";
+    it(`backward of a batch of small products matches dA = dC·Bᵀ, dB = Aᵀ·dC (A ${layout})`, () => {
+      scope(() => {
+        const a = rng.normals((aBatched ? spreadBatch : 1) * sm * sk);
+        const b = rng.normals(spreadBatch * sk * sn);
+        const dC = rng.normals(spreadBatch * sm * sn);
+        const A = tensor("float32", aBatched ? [spreadBatch, sm, sk] : [sm, sk], a);
+        const B = tensor("float32", [spreadBatch, sk, sn], b);
+        const { dA, dB } = matmulBackward(A, B, tensor("float32", [spreadBatch, sm, sn], dC));
+        // Per item dA[t] = dC[t]·B[t]ᵀ (summed over t when A is broadcast) and dB[t] = A[t]ᵀ·dC[t].
+        const perItemDA = refMatmul(dC, b, spreadBatch, sm, sk, sn, false, true, true, true);
+        const expectedDA = aBatched ? perItemDA : new Float64Array(sm * sk);
+        if (!aBatched) {
+          for (let t = 0; t < spreadBatch; ++t) {
+            for (let i = 0; i < sm * sk; ++i) expectedDA[i] += perItemDA[t * sm * sk + i];
+          }
+        }
+        const expectedDB = refMatmul(a, dC, spreadBatch, sk, sn, sm, true, false, aBatched, true);
+        expectClose(floats(dA!), expectedDA, { rtol: 1e-4, atol: 1e-4 }, "dA");
+        expectClose(floats(dB!), expectedDB, { rtol: 1e-4, atol: 1e-4 }, "dB");
+      });
+    });
+  }
+
+  it("frees its packing scratch and keeps it far below the size of the output", () => {
+    const start = memoryStats().liveBytes;
+    scope(() => {
+      const [m, n, k] = [512, 4096, 32];
+      const A = tensor("float32", [m, k], rng.normals(m * k));
+      const B = tensor("float32", [n, k], rng.normals(n * k));
+      const out = tensor("float32", [m, n]);
+      const dA = tensor("float32", [m, k]);
+      const dB = tensor("float32", [n, k]);
+      const before = memoryStats();
+      resetPeakBytes();
+      matmul(A, B, { transB: true, out });
+      matmulBackward(A, B, out, { transB: true, dA, dB });
+      const after = memoryStats();
+      expect(after.liveBytes).toBe(before.liveBytes);
+      expect(after.peakBytes - before.liveBytes).toBeLessThan((m * n * 4) / 8);
+    });
+    expect(memoryStats().liveBytes).toBe(start);
+  });
 });

@@ -1,4 +1,8 @@
-/** matmul (C = A·Bᵀ, the layout of every linear layer) vs the textbook triple loop. */
+/**
+ * matmul vs the textbook triple loop, on the shapes the trainer runs: C = A·Bᵀ (the layout of every
+ * linear layer) for square products, token chunks x vocabulary, LoRA's skinny products and
+ * attention scores; C = A·B for attention's probabilities x values.
+ */
 import { tensor } from "../../native/factories";
 import { matmul, matmulNaive } from "../../native/ops/matmul";
 import { scope } from "../../native/tensor";
@@ -14,21 +18,22 @@ function randomData(n: number, seed: number): Float32Array {
   return out;
 }
 
-function matmulCase(m: number, n: number, k: number, quick: boolean): BenchCase {
+function matmulCase(m: number, n: number, k: number, quick: boolean, transB = true): BenchCase {
+  const shape = `${m}x${n}x${k} ${transB ? "A·Bᵀ" : "A·B"}`;
   return {
     kernel: "matmul",
-    shape: `${m}x${n}x${k} A·Bᵀ`,
+    shape,
     quick,
     run: (options) =>
       scope(() => {
         const a = tensor("float32", [m, k], randomData(m * k, 1));
-        const b = tensor("float32", [n, k], randomData(n * k, 2));
+        const b = tensor("float32", transB ? [n, k] : [k, n], randomData(n * k, 2));
         const out = tensor("float32", [m, n]);
-        const ours = measure(() => matmul(a, b, { transB: true, out }), options);
-        const naive = measure(() => matmulNaive(a, b, { transB: true, out }), options);
+        const ours = measure(() => matmul(a, b, { transB, out }), options);
+        const naive = measure(() => matmulNaive(a, b, { transB, out }), options);
         return {
           kernel: "matmul",
-          shape: `${m}x${n}x${k} A·Bᵀ`,
+          shape,
           ours,
           work: { amount: (2 * m * n * k) / 1e9, unit: "GFLOP" as const },
           baseline: { name: "triple loop", ...naive },
@@ -40,6 +45,10 @@ function matmulCase(m: number, n: number, k: number, quick: boolean): BenchCase 
 export const matmulCases: BenchCase[] = [
   matmulCase(256, 256, 256, true),
   matmulCase(1024, 1024, 1024, true),
-  matmulCase(512, 2048, 512, false),
-  matmulCase(7, 259, 3, false),
+  matmulCase(512, 2048, 512, false), // MLP-sized
+  matmulCase(64, 8192, 512, false), // a token chunk x vocabulary (log-prob gathering)
+  matmulCase(4096, 16, 2048, false), // LoRA down-projection x·Aᵀ, rank 16
+  matmulCase(4096, 2048, 16, false), // LoRA up-projection (x·Aᵀ)·Bᵀ, rank 16
+  matmulCase(64, 512, 64, false), // attention scores Q·Kᵀ for a 64-query block
+  matmulCase(64, 64, 512, false, false), // attention probabilities x values P·V
 ];
