@@ -7,16 +7,7 @@ import { tensor } from "../../native/factories";
 import { matmul, matmulNaive } from "../../native/ops/matmul";
 import { scope } from "../../native/tensor";
 import { BenchCase, measure } from "../harness";
-
-function randomData(n: number, seed: number): Float32Array {
-  const out = new Float32Array(n);
-  let s = seed >>> 0;
-  for (let i = 0; i < n; ++i) {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    out[i] = s / 4294967296 - 0.5;
-  }
-  return out;
-}
+import { randomData } from "../random";
 
 function matmulCase(m: number, n: number, k: number, quick: boolean, transB = true): BenchCase {
   const shape = `${m}x${n}x${k} ${transB ? "A·Bᵀ" : "A·B"}`;
