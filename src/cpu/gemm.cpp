@@ -38,9 +38,10 @@ constexpr int64_t kChunkBlocks = 16;
 constexpr int64_t kSlabPanels = 4;
 static_assert(kMC % kMR == 0 && kNC % kNR == 0, "blocks hold whole panels");
 
-// A dispatch with less work than this (8 MFLOP, about 0.1 ms on one core) runs on one thread: a
-// sleeping pool worker takes tens of microseconds to wake (measured ~40 us on a 2-vCPU VM).
-constexpr double kMinParallelFlops = 8e6;
+// A dispatch with less work than this (1 MFLOP, ~10 us on one core) runs on one thread: below it,
+// handing tasks to the pool (a spinning worker picks a job up within ~1 us, see parallel.cpp) and
+// splitting the packing cost more than the second core saves.
+constexpr double kMinParallelFlops = 1e6;
 // Likewise for packing a shared block of op(A) or op(B) (in elements; ~0.1 ms of copying).
 constexpr int64_t kMinParallelPack = 1 << 18;
 // Tasks per thread in a dispatch, so that a thread slowed by other work still finds some left.
