@@ -175,6 +175,20 @@ describe("tensors", () => {
     expect(live()).toBe(before);
   });
 
+  it("sizes the CPU thread pool from RLHF_NUM_THREADS", () => {
+    const root = path.resolve(__dirname, "..");
+    const script = `
+      const addon = require(${JSON.stringify(path.join(root, "node_modules/node-gyp-build"))})(${JSON.stringify(root)});
+      console.log(addon.numThreads());
+    `;
+    const run = spawnSync(process.execPath, ["-e", script], {
+      encoding: "utf8",
+      env: { ...process.env, RLHF_NUM_THREADS: "3" },
+    });
+    expect(run.status).toBe(0);
+    expect(run.stdout.trim()).toBe("3");
+  });
+
   it("frees undisposed tensors when they are garbage-collected (finalizer)", () => {
     // A child process with --expose-gc: allocate 200 MB in tensors nobody disposes, drop them, gc().
     const root = path.resolve(__dirname, "..");
