@@ -3,6 +3,7 @@
  * inputs, and reports the medians, the ratio, a throughput figure and both peak memories.
  */
 import { memoryStats, resetPeakBytes } from "../native/factories";
+import { scope } from "../native/tensor";
 
 export interface Timing {
   medianMs: number;
@@ -33,17 +34,22 @@ export interface BenchOptions {
   budgetMs: number;
 }
 
-/** Times fn: one warm-up call, then runs until the budget is spent (3 ≤ runs ≤ 50); median. */
-export function measure(fn: () => void, options: BenchOptions): Timing {
+/**
+ * Times fn: one warm-up call, then runs until the budget is spent (3 ≤ runs ≤ 50); median. Each
+ * call runs in its own scope, so the tensors it creates are freed before the next one, as in a
+ * training step (left alive, they would pile up and make V8 collect garbage under the timer).
+ */
+export function measure(fn: () => unknown, options: BenchOptions): Timing {
+  const call = () => scope(() => void fn());
   const before = memoryStats().liveBytes;
   resetPeakBytes();
-  fn();
+  call();
   const peakBytes = memoryStats().peakBytes - before;
   const samples: number[] = [];
   const start = performance.now();
   while (samples.length < 3 || (samples.length < 50 && performance.now() - start < options.budgetMs)) {
     const t0 = performance.now();
-    fn();
+    call();
     samples.push(performance.now() - t0);
   }
   samples.sort((a, b) => a - b);

@@ -31,8 +31,9 @@ function main(argv: string[]): void {
     .action((opts: { json?: boolean; all?: boolean; filter?: string; threads?: number; budgetMs: number }) => {
       if (opts.threads) setNumThreads(opts.threads);
       const cpu = os.cpus()[0]?.model ?? "unknown CPU";
+      const date = new Date().toISOString();
       if (!opts.json) {
-        console.log(`rlhf-native bench: CPU backend, ${numThreads()} threads, ${cpu}`);
+        console.log(`rlhf-native bench: CPU backend, ${numThreads()} threads, ${cpu}, Node ${process.version}, ${date}`);
       }
       const results = runBenchmarks({
         all: Boolean(opts.all),
@@ -41,7 +42,8 @@ function main(argv: string[]): void {
         onResult: opts.json ? undefined : (r) => console.log(`  done ${r.kernel} ${r.shape}`),
       });
       if (opts.json) {
-        console.log(JSON.stringify({ backend: "cpu", threads: numThreads(), cpu, results }, null, 2));
+        const meta = { backend: "cpu", threads: numThreads(), cpu, node: process.version, date };
+        console.log(JSON.stringify({ ...meta, results }, null, 2));
       } else {
         console.log(formatTable(results));
       }
