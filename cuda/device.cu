@@ -1,8 +1,5 @@
-// Device discovery and memory helpers.
-#include <cuda_runtime.h>
-
-#include "check.cuh"
-#include "kernels_cuda.h"
+// Device discovery.
+#include "runtime.cuh"
 
 namespace rlhf::cuda {
 
@@ -14,7 +11,7 @@ DeviceInfo deviceInfo() {
   const cudaError_t status = cudaGetDeviceCount(&count);
   if (status != cudaSuccess) {
     info.error = std::string(cudaGetErrorName(status)) + ": " + cudaGetErrorString(status);
-    cudaGetLastError();  // clear the sticky error so later calls are not confused by it
+    cudaGetLastError();  // clear the error so later calls are not confused by it
     return info;
   }
   info.deviceCount = count;
@@ -29,23 +26,5 @@ DeviceInfo deviceInfo() {
   }
   return info;
 }
-
-void* deviceAlloc(size_t bytes) {
-  void* ptr = nullptr;
-  check(cudaMalloc(&ptr, bytes), "cudaMalloc");
-  return ptr;
-}
-
-void deviceFree(void* ptr) { check(cudaFree(ptr), "cudaFree"); }
-
-void copyToDevice(void* dst, const void* src, size_t bytes) {
-  check(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "cudaMemcpy host->device");
-}
-
-void copyToHost(void* dst, const void* src, size_t bytes) {
-  check(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "cudaMemcpy device->host");
-}
-
-void synchronize() { check(cudaDeviceSynchronize(), "cudaDeviceSynchronize"); }
 
 }  // namespace rlhf::cuda

@@ -9,6 +9,12 @@ namespace rlhf {
 
 enum class DType : uint8_t { Float32, BFloat16, Int32 };
 
+// A bfloat16 value as the kernels' interface carries it (the bits only; the CUDA backend reads it
+// as __nv_bfloat16, the CPU backend converts with bf16ToFloat / floatToBf16 below).
+struct bf16 {
+  uint16_t bits;
+};
+
 inline size_t dtypeSize(DType t) { return t == DType::BFloat16 ? 2 : 4; }
 
 inline const char* dtypeName(DType t) {

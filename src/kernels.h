@@ -5,6 +5,12 @@
 //
 // Conventions
 //   - Shapes are written [dim0, dim1, ...] in the comments, innermost last.
+//   - Element types: an op templated on T computes on float32 (T = float, every backend) or, on
+//     the CUDA backend, bfloat16 storage (T = bf16) with float32 accumulation. Whatever T is,
+//     statistics saved for a backward (lse, rstd, LoRA's xa), per-token outputs (log-probs) and the
+//     gradients of trained parameters (dWeight, dA, dB, dBias, dTable) are float32, and so are
+//     LoRA's adapter matrices and the optimizer's tensors (the float32 master copies). The
+//     `XArgs` names are the float32 instantiations, the only ones the CPU backend implements.
 //   - Activation gradients (dX) are overwritten unless an `accumulate` flag says otherwise.
 //   - Parameter gradients (dW, dA, dB, dBias, dTable, ...) are always accumulated (+=), so
 //     gradient accumulation across micro-batches needs no extra pass.
@@ -13,96 +19,116 @@
 
 #include <cstdint>
 
+#include "dtype.h"
+
 namespace rlhf {
 
 // ---------------------------------------------------------------------------------------------
 // 1. Matmul: C[b] = alpha · op(A[b]) · op(B[b]) + beta · C[b], for b in [0, batch).
 //    op(A[b]) is [M, K], op(B[b]) is [K, N], C[b] is [M, N]; transA/transB select op(X) = Xᵀ.
 //    strideA/strideB/strideC are the element distances between batch items (0 broadcasts).
-struct MatmulArgs {
-  const float* a;
-  const float* b;
-  float* c;
+//    TC is C's type: T, or float32 when bf16 products accumulate into float32 (master gradients).
+template <typename T, typename TC = T>
+struct MatmulArgsT {
+  const T* a;
+  const T* b;
+  TC* c;
   int64_t batch, m, n, k;
   bool transA, transB;
   int64_t strideA, strideB, strideC;
   float alpha, beta;  // beta = 1 accumulates into C; beta = 0 overwrites it
 };
+using MatmulArgs = MatmulArgsT<float>;
 
 // Backward of C = op(A)·op(B) (alpha = 1): dA and/or dB (nullable) from dC, accumulated when
 // `accumulate` is true, else overwritten. A broadcast operand (stride 0) sums over the batch.
-struct MatmulBackwardArgs {
-  const float* a;
-  const float* b;
-  const float* dC;
-  float* dA;  // same layout as a, or null
-  float* dB;  // same layout as b, or null
+// TG is the gradients' type (T, or float32 for master gradients of bf16 operands).
+template <typename T, typename TG = T>
+struct MatmulBackwardArgsT {
+  const T* a;
+  const T* b;
+  const T* dC;
+  TG* dA;  // same layout as a, or null
+  TG* dB;  // same layout as b, or null
   int64_t batch, m, n, k;
   bool transA, transB;
   int64_t strideA, strideB, strideC;
   bool accumulate;
 };
+using MatmulBackwardArgs = MatmulBackwardArgsT<float>;
 
 // ---------------------------------------------------------------------------------------------
 // 2. Embedding lookup. table [V, D], ids [N] (each in [0, V)), out [N, D].
-struct EmbeddingArgs {
-  const float* table;
+template <typename T>
+struct EmbeddingArgsT {
+  const T* table;
   const int32_t* ids;
-  float* out;
+  T* out;
   int64_t n, vocab, dim;
 };
+using EmbeddingArgs = EmbeddingArgsT<float>;
 // dTable[ids[i], :] += dOut[i, :] (scatter-add; repeated ids sum).
-struct EmbeddingBackwardArgs {
-  const float* dOut;
+template <typename T>
+struct EmbeddingBackwardArgsT {
+  const T* dOut;
   const int32_t* ids;
   float* dTable;
   int64_t n, vocab, dim;
 };
+using EmbeddingBackwardArgs = EmbeddingBackwardArgsT<float>;
 
 // ---------------------------------------------------------------------------------------------
 // 3. RMSNorm (Llama): y = x · rstd · w, rstd = 1 / sqrt(mean(x²) + eps), over the last dim.
 //    x, y [N, D]; w [D]; rstd [N] is saved for the backward.
-struct RmsNormArgs {
-  const float* x;
-  const float* weight;
-  float* y;
+template <typename T>
+struct RmsNormArgsT {
+  const T* x;
+  const T* weight;
+  T* y;
   float* rstd;
   int64_t rows, dim;
   float eps;
 };
-struct RmsNormBackwardArgs {
-  const float* dY;
-  const float* x;
-  const float* weight;
+using RmsNormArgs = RmsNormArgsT<float>;
+template <typename T>
+struct RmsNormBackwardArgsT {
+  const T* dY;
+  const T* x;
+  const T* weight;
   const float* rstd;
-  float* dX;       // [N, D], overwritten (or accumulated if accumulate)
+  T* dX;           // [N, D], overwritten (or accumulated if accumulate)
   float* dWeight;  // [D], accumulated; null when the weight is frozen
   int64_t rows, dim;
   bool accumulate;
 };
+using RmsNormBackwardArgs = RmsNormBackwardArgsT<float>;
 
 // ---------------------------------------------------------------------------------------------
 // 4. Rotary position embedding, Hugging Face `rotate_half` convention:
 //      out = x · cos(θ) + rotate_half(x) · sin(θ),  rotate_half([x1, x2]) = [-x2, x1],
 //    with x1, x2 the two halves of the head dim and θ[j] = position · invFreq[j mod D/2].
 //    x, out [B, T, H, D] (out may equal x); positions [B, T] (int32, any offsets); invFreq [D/2].
-struct RopeArgs {
-  const float* x;
-  float* out;
+template <typename T>
+struct RopeArgsT {
+  const T* x;
+  T* out;
   const int32_t* positions;
   const float* invFreq;
   int64_t batch, seq, heads, headDim;
   float attentionScaling;  // multiplies cos and sin (1 for default and llama3 scaling)
 };
+using RopeArgs = RopeArgsT<float>;
 // The backward is the inverse rotation: dX = dOut·cos − rotate_half(dOut·sin) (see rope.cpp).
-struct RopeBackwardArgs {
-  const float* dOut;
-  float* dX;  // may equal dOut
+template <typename T>
+struct RopeBackwardArgsT {
+  const T* dOut;
+  T* dX;  // may equal dOut
   const int32_t* positions;
   const float* invFreq;
   int64_t batch, seq, heads, headDim;
   float attentionScaling;
 };
+using RopeBackwardArgs = RopeBackwardArgsT<float>;
 // Inverse frequencies as transformers computes them, in float32:
 //   invFreq[j] = 1 / theta^(2j / D), then the optional llama3 rescaling.
 struct RopeFrequencyArgs {
@@ -120,49 +146,57 @@ struct RopeFrequencyArgs {
 //    the backward. Query t sits at key position (S − T + t) (T < S when a KV cache holds earlier
 //    tokens) and attends keys j ≤ S − T + t whose keyMask[b, j] != 0 (keyMask null = all keys).
 //    A query with no visible key outputs zeros and lse = −inf.
-struct AttentionArgs {
-  const float* q;
-  const float* k;
-  const float* v;
+template <typename T>
+struct AttentionArgsT {
+  const T* q;
+  const T* k;
+  const T* v;
   const int32_t* keyMask;  // [B, S] or null
-  float* out;
+  T* out;
   float* lse;
   int64_t batch, seqQ, seqK, headsQ, headsKv, headDim;
   float scale;  // usually 1/sqrt(D)
   bool causal;
 };
-struct AttentionBackwardArgs {
-  const float* q;
-  const float* k;
-  const float* v;
+using AttentionArgs = AttentionArgsT<float>;
+template <typename T>
+struct AttentionBackwardArgsT {
+  const T* q;
+  const T* k;
+  const T* v;
   const int32_t* keyMask;
-  const float* out;
+  const T* out;
   const float* lse;
-  const float* dOut;
-  float* dQ;  // [B, T, Hq, D], overwritten
-  float* dK;  // [B, S, Hkv, D], overwritten
-  float* dV;  // [B, S, Hkv, D], overwritten
+  const T* dOut;
+  T* dQ;  // [B, T, Hq, D], overwritten
+  T* dK;  // [B, S, Hkv, D], overwritten
+  T* dV;  // [B, S, Hkv, D], overwritten
   int64_t batch, seqQ, seqK, headsQ, headsKv, headDim;
   float scale;
   bool causal;
 };
+using AttentionBackwardArgs = AttentionBackwardArgsT<float>;
 
 // ---------------------------------------------------------------------------------------------
 // 6. SwiGLU pieces: h = silu(gate) · up, silu(x) = x · sigmoid(x). gate, up, h [N, F].
-struct SiluMulArgs {
-  const float* gate;
-  const float* up;
-  float* out;
+template <typename T>
+struct SiluMulArgsT {
+  const T* gate;
+  const T* up;
+  T* out;
   int64_t count;
 };
-struct SiluMulBackwardArgs {
-  const float* gate;
-  const float* up;
-  const float* dOut;
-  float* dGate;  // overwritten
-  float* dUp;    // overwritten
+using SiluMulArgs = SiluMulArgsT<float>;
+template <typename T>
+struct SiluMulBackwardArgsT {
+  const T* gate;
+  const T* up;
+  const T* dOut;
+  T* dGate;  // overwritten
+  T* dUp;    // overwritten
   int64_t count;
 };
+using SiluMulBackwardArgs = SiluMulBackwardArgsT<float>;
 
 // ---------------------------------------------------------------------------------------------
 // 7. LoRA linear: y = x·Wᵀ (+ bias) + s · (drop(x)·Aᵀ)·Bᵀ, never forming B·A.
@@ -173,27 +207,30 @@ struct SiluMulBackwardArgs {
 //    rest by 1/(1 − dropout); the mask is a pure function of (seed, element index i·K + j of x)
 //    (src/cpu/dropout_mask.h), so the backward (and the CUDA backend) regenerate exactly the same
 //    mask. xa is required when rank > 0.
-struct LoraArgs {
-  const float* x;
-  const float* weight;
-  const float* bias;
+template <typename T>
+struct LoraArgsT {
+  const T* x;
+  const T* weight;
+  const T* bias;
   const float* a;
   const float* b;
-  float* y;
+  T* y;
   float* xa;
   int64_t m, k, n, rank;
   float scale;
   float dropout;
   uint64_t seed;
 };
-struct LoraBackwardArgs {
-  const float* dY;  // [M, N]
-  const float* x;
-  const float* weight;
+using LoraArgs = LoraArgsT<float>;
+template <typename T>
+struct LoraBackwardArgsT {
+  const T* dY;  // [M, N]
+  const T* x;
+  const T* weight;
   const float* a;
   const float* b;
   const float* xa;
-  float* dX;       // [M, K]; overwritten, or accumulated if accumulateDx; null if not wanted
+  T* dX;           // [M, K]; overwritten, or accumulated if accumulateDx; null if not wanted
   float* dA;       // [r, K], accumulated; null if rank == 0
   float* dB;       // [N, r], accumulated; null if rank == 0
   float* dWeight;  // [N, K], accumulated; null unless the base weight is trained
@@ -204,6 +241,7 @@ struct LoraBackwardArgs {
   uint64_t seed;
   bool accumulateDx;
 };
+using LoraBackwardArgs = LoraBackwardArgsT<float>;
 
 // ---------------------------------------------------------------------------------------------
 // 8. Log-prob gather: per token i, z = (H[i]·Wᵀ) / T over the vocabulary and
@@ -212,9 +250,10 @@ struct LoraBackwardArgs {
 //    rows with an online logsumexp over vocabulary blocks. Tokens whose target == ignoreIndex get
 //    logp = lse = entropy = logitMean = 0 and argmax = −1, and cost nothing.
 //    hidden [N, D]; weight (lm_head) [V, D]; targets [N] in [0, V) or ignoreIndex.
-struct LogprobGatherArgs {
-  const float* hidden;
-  const float* weight;
+template <typename T>
+struct LogprobGatherArgsT {
+  const T* hidden;
+  const T* weight;
   const int32_t* targets;
   int64_t n, dim, vocab;
   float invTemperature;  // 1 / T
@@ -226,18 +265,20 @@ struct LogprobGatherArgs {
   float* logitMean;   // [N] or null: mean over the vocabulary of z (TRL's logits/* metrics)
   int32_t* argmax;    // [N] or null: argmax of z (mean_token_accuracy)
 };
+using LogprobGatherArgs = LogprobGatherArgsT<float>;
 // Backward by recomputing each chunk's logits: with p = softmax(z),
 //   dz = dLogp · (onehot(target) − p) + dEntropy · (−p · (log p + entropy)),
 //   dH = (dz · W) / T,  dW += (dzᵀ · H) / T.
-struct LogprobGatherBackwardArgs {
-  const float* hidden;
-  const float* weight;
+template <typename T>
+struct LogprobGatherBackwardArgsT {
+  const T* hidden;
+  const T* weight;
   const int32_t* targets;
   const float* lse;
   const float* entropy;   // [N]; required when dEntropy is given
   const float* dLogp;     // [N]
   const float* dEntropy;  // [N] or null
-  float* dHidden;         // [N, D]; overwritten, or accumulated if accumulateDHidden
+  T* dHidden;             // [N, D]; overwritten, or accumulated if accumulateDHidden
   float* dWeight;         // [V, D] accumulated, or null when the lm_head is frozen
   int64_t n, dim, vocab;
   float invTemperature;
@@ -245,11 +286,14 @@ struct LogprobGatherBackwardArgs {
   int64_t chunkSize;
   bool accumulateDHidden;
 };
+using LogprobGatherBackwardArgs = LogprobGatherBackwardArgsT<float>;
 
 // ---------------------------------------------------------------------------------------------
 // 9. Preference and RL losses (formulas: shared/reference/trl-losses.md). Inputs are per-sequence
 //    sums S of completion-token log-probs and completion lengths n; the kernels compute in float64
-//    and return the loss, d loss / d S for every policy sequence, and TRL's metrics.
+//    and return the loss, d loss / d S for every policy sequence, and TRL's metrics. The tensors are
+//    on the backend's device; `loss`, the metrics structs and DPO's lossTypes/lossWeights lists are
+//    host memory on every backend (the CUDA kernels copy the few scalars back themselves).
 
 enum class DpoLossType : int32_t {
   Sigmoid, Hinge, Ipo, Robust, ExoPair, NcaPair, BcoPair, SppoHard, ApoZero, ApoDown, Discopop,
@@ -390,9 +434,11 @@ struct GrpoLossArgs {
 // ---------------------------------------------------------------------------------------------
 // 10. Cross-entropy over masked tokens, AdamW, global gradient norm and clipping.
 // logits [N, V], targets [N] (ignoreIndex skipped). nll [N] per token (0 when ignored), lse [N].
-// Returns through `loss` the mean (or sum) over non-ignored tokens and through `count` their number.
-struct CrossEntropyArgs {
-  const float* logits;
+// Returns through `loss` the mean (or sum) over non-ignored tokens and through `count` their number
+// (`loss` and `count` are host memory on every backend).
+template <typename T>
+struct CrossEntropyArgsT {
+  const T* logits;
   const int32_t* targets;
   int64_t n, vocab;
   int32_t ignoreIndex;
@@ -402,9 +448,11 @@ struct CrossEntropyArgs {
   double* loss;
   int64_t* count;
 };
+using CrossEntropyArgs = CrossEntropyArgsT<float>;
 // dLogits = gradLoss · (softmax(logits) − onehot(target)) / (sum ? 1 : count); 0 on ignored rows.
-struct CrossEntropyBackwardArgs {
-  const float* logits;
+template <typename T>
+struct CrossEntropyBackwardArgsT {
+  const T* logits;
   const int32_t* targets;
   const float* lse;
   int64_t n, vocab;
@@ -412,22 +460,35 @@ struct CrossEntropyBackwardArgs {
   bool sum;
   int64_t count;
   float gradLoss;
-  float* dLogits;  // [N, V], overwritten
+  T* dLogits;  // [N, V], overwritten
 };
+using CrossEntropyBackwardArgs = CrossEntropyBackwardArgsT<float>;
 
 // Decoupled weight decay AdamW (PyTorch semantics), one tensor:
 //   p ← p − lr·wd·p;  m ← β1 m + (1−β1) g;  v ← β2 v + (1−β2) g²;
 //   p ← p − (lr / (1 − β1^t)) · m / (sqrt(v) / sqrt(1 − β2^t) + eps).
 // The hyperparameters are float64, as PyTorch's Python floats: 1 − β2 from a float32 β2 = 0.999
 // would be off by 1.3e-5 relative.
-struct AdamWArgs {
+// One step updates every trained tensor of the list (one fused launch on the CUDA backend).
+struct AdamWTensor {
   float* param;
   const float* grad;
   float* m;
   float* v;
   int64_t count;
+};
+struct AdamWArgs {
+  const AdamWTensor* tensors;  // host array of `numTensors` entries (pointers on the device)
+  int64_t numTensors;
   double lr, beta1, beta2, eps, weightDecay;
   int64_t step;  // t ≥ 1, after incrementing
+};
+
+// A list of float32 tensors: host arrays of device pointers and element counts.
+struct TensorList {
+  float* const* data;
+  const int64_t* counts;
+  int64_t size;
 };
 
 namespace cpu {
@@ -467,10 +528,11 @@ void crossEntropy(const CrossEntropyArgs& args);
 void crossEntropyBackward(const CrossEntropyBackwardArgs& args);
 
 void adamw(const AdamWArgs& args);
-// Σ x² over `count` elements, accumulated in float64 (the global norm is sqrt of the sum over tensors).
-double sumOfSquares(const float* x, int64_t count);
-// x ← x · factor (gradient clipping).
-void scaleInPlace(float* x, int64_t count, float factor);
+// Σ x² over every element of every tensor, accumulated in float64 and returned to the host (the
+// global gradient norm is its square root).
+double sumOfSquares(const TensorList& tensors);
+// x ← x · factor for every tensor (gradient clipping).
+void scaleInPlace(const TensorList& tensors, float factor);
 
 }  // namespace cpu
 }  // namespace rlhf

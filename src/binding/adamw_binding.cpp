@@ -8,6 +8,7 @@
 
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "memory_overlap.h"
 #include "registry.h"
 
@@ -50,10 +51,12 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
     spans.push_back({v[i], "v" + index, true});
   }
   checkNoOverlap(args, std::move(spans));
+  std::vector<AdamWTensor> tensors;
   for (size_t i = 0; i < count; ++i) {
-    cpu::adamw({params[i]->data<float>(), grads[i]->data<float>(), m[i]->data<float>(), v[i]->data<float>(),
-                params[i]->numel(), lr, beta1, beta2, eps, weightDecay, step});
+    tensors.push_back({params[i]->data<float>(), grads[i]->data<float>(), m[i]->data<float>(),
+                       v[i]->data<float>(), params[i]->numel()});
   }
+  backend::adamw({tensors.data(), static_cast<int64_t>(tensors.size()), lr, beta1, beta2, eps, weightDecay, step});
   return args.env().Undefined();
 }
 

@@ -1,9 +1,10 @@
-// Module initialiser of the native addon: the tensor class and factories, memory statistics,
-// thread control, the backend description, and every registered op binding.
+// Module initialiser of the native addon: the tensor class and factories, memory statistics of the
+// backend's device (host memory for the CPU backend), CPU thread control, the backend's name, and
+// every registered op binding.
 #include <napi.h>
 
 #include "../cpu/parallel.h"
-#include "../memory.h"
+#include "backend.h"
 #include "registry.h"
 #include "tensor_wrap.h"
 
@@ -11,7 +12,7 @@ namespace rlhf::binding {
 namespace {
 
 Napi::Value MemoryStatsJs(const Napi::CallbackInfo& info) {
-  const MemoryStats s = memoryStats();
+  const MemoryStats s = backend::deviceMemoryStats();
   Napi::Object out = Napi::Object::New(info.Env());
   out.Set("liveBytes", static_cast<double>(s.liveBytes));
   out.Set("peakBytes", static_cast<double>(s.peakBytes));
@@ -20,7 +21,7 @@ Napi::Value MemoryStatsJs(const Napi::CallbackInfo& info) {
 }
 
 Napi::Value ResetPeakBytesJs(const Napi::CallbackInfo& info) {
-  resetPeakBytes();
+  backend::resetDevicePeakBytes();
   return info.Env().Undefined();
 }
 
@@ -41,8 +42,9 @@ Napi::Value SetNumThreadsJs(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
-  // Where the ops of this addon run. The CUDA build also exports cudaInfo() (cuda_binding.cpp).
-  exports.Set("backend", "cpu");
+  // Where this addon's tensors live and its ops run. The CUDA build also exports cudaInfo()
+  // (cuda_binding.cpp).
+  exports.Set("backend", kBackendName);
   TensorWrap::Init(env, exports);
   InitTensorFactories(env, exports);
   exports.Set("memoryStats", Napi::Function::New(env, MemoryStatsJs, "memoryStats"));

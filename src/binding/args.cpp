@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <sstream>
 
+#include "backend.h"
 #include "element_checks.h"
 
 namespace rlhf::binding {
@@ -119,6 +120,33 @@ TensorWrap* OpArgs::optionalTensor(const char* key, DType dtype, const std::vect
   TensorWrap* t = optionalTensorAnyShape(key, dtype);
   if (t) shape(key, *t, dims);
   return t;
+}
+
+TensorWrap& OpArgs::floatTensor(const char* key, const std::vector<const char*>& dims) {
+  TensorWrap* t = optionalFloatTensor(key, dims);
+  if (!t) {
+    fail("'" + std::string(key) + "' is required: a " + dtypeName(floatDType()) + " tensor of shape " + shapeSpec(dims));
+  }
+  return *t;
+}
+
+TensorWrap* OpArgs::optionalFloatTensor(const char* key, const std::vector<const char*>& dims) {
+  Napi::Value v = options_.Get(key);
+  TensorWrap* peek = TensorWrap::FromValue(v);
+  if (peek && !peek->disposed() && peek->dtype() != DType::Int32) {
+    if (!floatDType_) {
+      if (peek->dtype() == DType::BFloat16 && !backend::kComputesBf16) {
+        fail("'" + std::string(key) + "' is bfloat16, but the " + kBackendName +
+             " backend computes in float32: convert it with .to(\"float32\")");
+      }
+      floatDType_ = peek->dtype();
+      floatDTypeSource_ = key;
+    } else if (peek->dtype() != *floatDType_) {
+      fail("'" + std::string(key) + "' is " + dtypeName(peek->dtype()) + " but '" + floatDTypeSource_ + "' is " +
+           dtypeName(*floatDType_) + ": the float tensors of an op share one dtype");
+    }
+  }
+  return optionalTensor(key, floatDType(), dims);
 }
 
 TensorWrap* OpArgs::optionalTensorAnyShape(const char* key, DType dtype) {

@@ -30,6 +30,13 @@ class OpArgs {
   TensorWrap& tensor(const char* key, DType dtype, const std::vector<const char*>& dims);
   // Same, but the key may be absent/undefined/null (returns null then).
   TensorWrap* optionalTensor(const char* key, DType dtype, const std::vector<const char*>& dims);
+  // A tensor of the op's float type, float32 or (on a backend that computes on it) bfloat16: the
+  // first float tensor an op reads sets the type, every later one must match (floatDType()).
+  TensorWrap& floatTensor(const char* key, const std::vector<const char*>& dims);
+  TensorWrap* optionalFloatTensor(const char* key, const std::vector<const char*>& dims);
+  // The float type set by the first floatTensor (float32 when none was read).
+  DType floatDType() const { return floatDType_ ? *floatDType_ : DType::Float32; }
+
   // A tensor whose shape the caller checks itself with shape() (e.g. rank 2 or 3).
   TensorWrap* optionalTensorAnyShape(const char* key, DType dtype);
   // Checks a tensor's shape against dims, binding symbols as tensor() does.
@@ -73,6 +80,8 @@ class OpArgs {
   Napi::Object options_;
   std::set<std::string> used_;
   std::map<std::string, std::pair<int64_t, std::string>> dims_;  // symbol -> (size, who bound it)
+  std::optional<DType> floatDType_;
+  std::string floatDTypeSource_;
 };
 
 // A number as JavaScript prints it (NaN, Infinity, -Infinity; 6 significant digits otherwise).

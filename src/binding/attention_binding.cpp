@@ -11,6 +11,7 @@
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "element_checks.h"
 #include "registry.h"
 
@@ -98,12 +99,12 @@ Napi::Value RunAttentionBackward(const Napi::CallbackInfo& info, const char* op,
   return result;
 }
 
-Napi::Value Attention(const Napi::CallbackInfo& info) { return RunAttention(info, "attention", cpu::attention); }
+Napi::Value Attention(const Napi::CallbackInfo& info) { return RunAttention(info, "attention", backend::attention); }
 Napi::Value AttentionNaive(const Napi::CallbackInfo& info) {
   return RunAttention(info, "attentionNaive", cpu::naiveAttention);
 }
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  return RunAttentionBackward(info, "attentionBackward", cpu::attentionBackward);
+  return RunAttentionBackward(info, "attentionBackward", backend::attentionBackward);
 }
 Napi::Value AttentionBackwardNaive(const Napi::CallbackInfo& info) {
   return RunAttentionBackward(info, "attentionBackwardNaive", cpu::naiveAttentionBackward);
@@ -114,8 +115,11 @@ Napi::Value AttentionBackwardNaive(const Napi::CallbackInfo& info) {
 RLHF_BINDING_EXPORTS(attention) {
   exports.Set("attention", Napi::Function::New(env, Attention, "attention"));
   exports.Set("attentionBackward", Napi::Function::New(env, AttentionBackward, "attentionBackward"));
-  exports.Set("attentionNaive", Napi::Function::New(env, AttentionNaive, "attentionNaive"));
-  exports.Set("attentionBackwardNaive", Napi::Function::New(env, AttentionBackwardNaive, "attentionBackwardNaive"));
+  // The naive baselines of `rlhf-native bench` loop over host memory: CPU backend only.
+  if (backend::kHostMemory) {
+    exports.Set("attentionNaive", Napi::Function::New(env, AttentionNaive, "attentionNaive"));
+    exports.Set("attentionBackwardNaive", Napi::Function::New(env, AttentionBackwardNaive, "attentionBackwardNaive"));
+  }
 }
 
 }  // namespace rlhf::binding

@@ -6,6 +6,7 @@
 
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "registry.h"
 #include "targets.h"
 
@@ -41,7 +42,7 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   NewTensor lse = newTensor(args.env(), DType::Float32, {in.n});
   double loss = 0.0;
   int64_t count = 0;
-  cpu::crossEntropy({in.logits->data<float>(), in.targets->data<int32_t>(), in.n, in.vocab, in.ignoreIndex, in.sum,
+  backend::crossEntropy({in.logits->data<float>(), in.targets->data<int32_t>(), in.n, in.vocab, in.ignoreIndex, in.sum,
                      nll.t->data<float>(), lse.t->data<float>(), &loss, &count});
   Napi::Object result = Napi::Object::New(args.env());
   result.Set("loss", loss);
@@ -61,7 +62,7 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   args.finish();
   checkTargets(args, "targets", *in.targets, in.vocab, in.ignoreIndex);
   NewTensor dLogits = newTensor(args.env(), DType::Float32, {in.n, in.vocab});
-  cpu::crossEntropyBackward({in.logits->data<float>(), in.targets->data<int32_t>(), lse.data<float>(), in.n, in.vocab,
+  backend::crossEntropyBackward({in.logits->data<float>(), in.targets->data<int32_t>(), lse.data<float>(), in.n, in.vocab,
                              in.ignoreIndex, in.sum, count, static_cast<float>(gradLoss), dLogits.t->data<float>()});
   return dLogits.js;
 }

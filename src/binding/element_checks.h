@@ -13,12 +13,13 @@ namespace rlhf::binding {
 // "[i]" or "[i, j, ...]": the position of flat element `flat` in a row-major tensor of `shape`.
 std::string formatIndex(const std::vector<int64_t>& shape, int64_t flat);
 
-// Fails unless ok(x) holds for every element of t (read as T). Counting the failures first, with
+// Fails unless ok(x) holds for every element of contiguous t (read as T). Counting the failures first, with
 // no early exit, keeps the common valid case a straight loop the compiler can vectorise; `ok`
 // should use the non-short-circuit & and | for the same reason.
 template <typename T, typename Ok>
 void checkElements(const OpArgs& args, const char* key, const TensorWrap& t, const std::string& rule, Ok ok) {
-  const T* data = t.data<T>();
+  const HostSpan host(t, true);  // contents staged on the host on a GPU backend
+  const T* data = host.as<T>();
   const int64_t n = t.numel();
   int64_t bad = 0;
   for (int64_t i = 0; i < n; ++i) bad += !ok(data[i]);

@@ -9,6 +9,7 @@
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "batch_dims.h"
 #include "element_checks.h"
 #include "registry.h"
@@ -51,12 +52,12 @@ Napi::Value RunEmbeddingBackward(const Napi::CallbackInfo& info, const char* op,
   return info[0].As<Napi::Object>().Get("dTable");
 }
 
-Napi::Value Embedding(const Napi::CallbackInfo& info) { return RunEmbedding(info, "embedding", cpu::embedding); }
+Napi::Value Embedding(const Napi::CallbackInfo& info) { return RunEmbedding(info, "embedding", backend::embedding); }
 Napi::Value EmbeddingNaive(const Napi::CallbackInfo& info) {
   return RunEmbedding(info, "embeddingNaive", cpu::naiveEmbedding);
 }
 Napi::Value EmbeddingBackward(const Napi::CallbackInfo& info) {
-  return RunEmbeddingBackward(info, "embeddingBackward", cpu::embeddingBackward);
+  return RunEmbeddingBackward(info, "embeddingBackward", backend::embeddingBackward);
 }
 Napi::Value EmbeddingBackwardNaive(const Napi::CallbackInfo& info) {
   return RunEmbeddingBackward(info, "embeddingBackwardNaive", cpu::naiveEmbeddingBackward);
@@ -67,8 +68,11 @@ Napi::Value EmbeddingBackwardNaive(const Napi::CallbackInfo& info) {
 RLHF_BINDING_EXPORTS(embedding) {
   exports.Set("embedding", Napi::Function::New(env, Embedding, "embedding"));
   exports.Set("embeddingBackward", Napi::Function::New(env, EmbeddingBackward, "embeddingBackward"));
-  exports.Set("embeddingNaive", Napi::Function::New(env, EmbeddingNaive, "embeddingNaive"));
-  exports.Set("embeddingBackwardNaive", Napi::Function::New(env, EmbeddingBackwardNaive, "embeddingBackwardNaive"));
+  // The naive baselines of `rlhf-native bench` loop over host memory: CPU backend only.
+  if (backend::kHostMemory) {
+    exports.Set("embeddingNaive", Napi::Function::New(env, EmbeddingNaive, "embeddingNaive"));
+    exports.Set("embeddingBackwardNaive", Napi::Function::New(env, EmbeddingBackwardNaive, "embeddingBackwardNaive"));
+  }
 }
 
 }  // namespace rlhf::binding

@@ -11,6 +11,7 @@
 
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "memory_overlap.h"
 #include "registry.h"
 
@@ -19,17 +20,24 @@ namespace {
 
 constexpr double kClipEpsilon = 1e-6;  // torch.nn.utils.clip_grad_norm_'s
 
-double totalNorm(const std::vector<TensorWrap*>& tensors) {
-  double sum = 0.0;
-  for (TensorWrap* t : tensors) sum += cpu::sumOfSquares(t->data<float>(), t->numel());
-  return std::sqrt(sum);
-}
+// The tensors as the kernels' TensorList (the vectors own the arrays it points to).
+struct ListArrays {
+  std::vector<float*> data;
+  std::vector<int64_t> counts;
+  explicit ListArrays(const std::vector<TensorWrap*>& tensors) {
+    for (TensorWrap* t : tensors) {
+      data.push_back(t->data<float>());
+      counts.push_back(t->numel());
+    }
+  }
+  TensorList list() const { return {data.data(), counts.data(), static_cast<int64_t>(data.size())}; }
+};
 
 Napi::Value GradNorm(const Napi::CallbackInfo& info) {
   OpArgs args(info, "gradNorm");
   const std::vector<TensorWrap*> tensors = args.tensorList("tensors", DType::Float32);
   args.finish();
-  return Napi::Number::New(args.env(), totalNorm(tensors));
+  return Napi::Number::New(args.env(), std::sqrt(backend::sumOfSquares(ListArrays(tensors).list())));
 }
 
 Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
@@ -41,12 +49,11 @@ Napi::Value ClipGradNorm(const Napi::CallbackInfo& info) {
   std::vector<MemorySpan> spans;
   for (size_t i = 0; i < tensors.size(); ++i) spans.push_back({tensors[i], "tensors[" + std::to_string(i) + "]", true});
   checkNoOverlap(args, std::move(spans));
-  const double norm = totalNorm(tensors);
+  const ListArrays arrays(tensors);
+  const double norm = std::sqrt(backend::sumOfSquares(arrays.list()));
   double coef = 1.0;
   if (std::isfinite(norm)) coef = std::min(1.0, maxNorm / (norm + kClipEpsilon));
-  if (coef < 1.0) {
-    for (TensorWrap* t : tensors) cpu::scaleInPlace(t->data<float>(), t->numel(), static_cast<float>(coef));
-  }
+  if (coef < 1.0) backend::scaleInPlace(arrays.list(), static_cast<float>(coef));
   Napi::Object result = Napi::Object::New(args.env());
   result.Set("totalNorm", norm);
   result.Set("clipCoef", coef);

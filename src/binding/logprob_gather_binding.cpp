@@ -13,6 +13,7 @@
 
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "registry.h"
 #include "targets.h"
 
@@ -86,7 +87,7 @@ Napi::Value LogprobGather(const Napi::CallbackInfo& info) {
   if (wantEntropy) p.entropy = output("entropy", DType::Float32)->data<float>();
   if (wantLogitMean) p.logitMean = output("logitMean", DType::Float32)->data<float>();
   if (wantArgmax) p.argmax = output("argmax", DType::Int32)->data<int32_t>();
-  cpu::logprobGather(p);
+  backend::logprobGather(p);
   return result;
 }
 
@@ -157,7 +158,7 @@ Napi::Value LogprobGatherBackward(const Napi::CallbackInfo& info) {
   p.ignoreIndex = in.ignoreIndex;
   p.chunkSize = in.chunkSize;
   p.accumulateDHidden = accumulateDHidden;
-  cpu::logprobGatherBackward(p);
+  backend::logprobGatherBackward(p);
   return result;
 }
 

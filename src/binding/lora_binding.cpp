@@ -12,6 +12,7 @@
 
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "batch_dims.h"
 #include "registry.h"
 
@@ -94,7 +95,7 @@ Napi::Value Lora(const Napi::CallbackInfo& info) {
     xa = t.t->data<float>();
     result.Set("xa", t.js);
   }
-  cpu::lora({in.x->data<float>(), in.weight->data<float>(), bias ? bias->data<float>() : nullptr,
+  backend::lora({in.x->data<float>(), in.weight->data<float>(), bias ? bias->data<float>() : nullptr,
              in.a ? in.a->data<float>() : nullptr, in.b ? in.b->data<float>() : nullptr, y.t->data<float>(), xa,
              in.m, in.k, in.n, in.rank, in.scale, in.dropout, in.seed});
   return result;
@@ -143,7 +144,7 @@ Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
   float* dB = output("dB", dBIn, in.a != nullptr, {in.n, in.rank});
   float* dWeight = output("dWeight", dWeightIn, wantWeight, in.weight->shape());
   float* dBias = output("dBias", dBiasIn, wantBias, {in.n});
-  cpu::loraBackward({dY.data<float>(), in.x->data<float>(), in.weight->data<float>(),
+  backend::loraBackward({dY.data<float>(), in.x->data<float>(), in.weight->data<float>(),
                      in.a ? in.a->data<float>() : nullptr, in.b ? in.b->data<float>() : nullptr,
                      xa ? xa->data<float>() : nullptr, dX, dA, dB, dWeight, dBias, in.m, in.k, in.n, in.rank, in.scale,
                      in.dropout, in.seed, accumulateDx});

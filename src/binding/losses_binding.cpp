@@ -26,6 +26,7 @@
 
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "element_checks.h"
 #include "registry.h"
 
@@ -180,7 +181,7 @@ Napi::Value DpoLoss(const Napi::CallbackInfo& info) {
   NewTensor dRejected = newTensor(args.env(), DType::Float32, {pairs});
   double loss = 0.0;
   PairMetrics m{};
-  cpu::dpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), refChosen.data<float>(),
+  backend::dpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), refChosen.data<float>(),
                 refRejected.data<float>(), chosenLengths, rejectedLengths,
                 pairWeights ? pairWeights->data<float>() : nullptr, types.data(), lossWeights.data(),
                 static_cast<int32_t>(types.size()), static_cast<float>(beta), static_cast<float>(labelSmoothing),
@@ -216,7 +217,7 @@ Napi::Value KtoLoss(const Napi::CallbackInfo& info) {
   NewTensor dPolicy = newTensor(args.env(), DType::Float32, {rows});
   double loss = 0.0;
   KtoMetrics m{};
-  cpu::ktoLoss({rows, policy.data<float>(), ref.data<float>(), desirable.data<int32_t>(), static_cast<float>(kl),
+  backend::ktoLoss({rows, policy.data<float>(), ref.data<float>(), desirable.data<int32_t>(), static_cast<float>(kl),
                 static_cast<float>(beta), static_cast<float>(desirableWeight), static_cast<float>(undesirableWeight),
                 lossType, &loss, dPolicy.t->data<float>(), &m});
 
@@ -275,7 +276,7 @@ Napi::Value OrpoLoss(const Napi::CallbackInfo& info) {
   NewTensor dRejected = newTensor(args.env(), DType::Float32, {pairs});
   double loss = 0.0;
   OddsRatioMetrics m{};
-  cpu::orpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), chosenCounts.data<float>(),
+  backend::orpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), chosenCounts.data<float>(),
                  rejectedCounts.data<float>(), static_cast<float>(beta), nll, &loss, dChosen.t->data<float>(),
                  dRejected.t->data<float>(), &m});
 
@@ -324,7 +325,7 @@ Napi::Value CpoLoss(const Napi::CallbackInfo& info) {
   NewTensor dRejected = newTensor(args.env(), DType::Float32, {pairs});
   double loss = 0.0;
   CpoMetrics m{};
-  cpu::cpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), chosenLengths, rejectedLengths,
+  backend::cpoLoss({pairs, policyChosen.data<float>(), policyRejected.data<float>(), chosenLengths, rejectedLengths,
                 lossType, static_cast<float>(beta), static_cast<float>(labelSmoothing),
                 static_cast<float>(simpoGamma), static_cast<float>(alpha), static_cast<float>(cpoAlpha), nll, &loss,
                 dChosen.t->data<float>(), dRejected.t->data<float>(), &m});
@@ -380,7 +381,7 @@ Napi::Value GrpoLoss(const Napi::CallbackInfo& info) {
   NewTensor dLogp = newTensor(args.env(), DType::Float32, {rows, seq});
   double loss = 0.0;
   GrpoMetrics m{};
-  cpu::grpoLoss({rows, seq, logp.data<float>(), oldLogp ? oldLogp->data<float>() : nullptr,
+  backend::grpoLoss({rows, seq, logp.data<float>(), oldLogp ? oldLogp->data<float>() : nullptr,
                  refLogp ? refLogp->data<float>() : nullptr, advantages.data<float>(), mask.data<float>(),
                  static_cast<float>(epsilon), static_cast<float>(epsilonHigh), static_cast<float>(beta),
                  static_cast<float>(delta), lossType, level, maxCompletionLength,

@@ -6,6 +6,7 @@
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "registry.h"
 
 namespace rlhf::binding {
@@ -77,7 +78,7 @@ Napi::Value RunMatmul(const Napi::CallbackInfo& info, const char* op, void (*ker
   return result;
 }
 
-Napi::Value Matmul(const Napi::CallbackInfo& info) { return RunMatmul(info, "matmul", cpu::matmul); }
+Napi::Value Matmul(const Napi::CallbackInfo& info) { return RunMatmul(info, "matmul", backend::matmul); }
 Napi::Value MatmulNaive(const Napi::CallbackInfo& info) { return RunMatmul(info, "matmulNaive", cpu::naiveMatmul); }
 
 Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
@@ -120,7 +121,7 @@ Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
   // Given targets accumulate; freshly allocated ones start at zero, so accumulating is also right.
   MatmulBackwardArgs p{s.a->data<float>(), s.b->data<float>(), dC.data<float>(), dA, dB, s.batch, s.m, s.n,
                        s.k, s.transA, s.transB, s.strideA, s.strideB, s.m * s.n, true};
-  cpu::matmulBackward(p);
+  backend::matmulBackward(p);
   return result;
 }
 
@@ -129,7 +130,10 @@ Napi::Value MatmulBackward(const Napi::CallbackInfo& info) {
 RLHF_BINDING_EXPORTS(matmul) {
   exports.Set("matmul", Napi::Function::New(env, Matmul, "matmul"));
   exports.Set("matmulBackward", Napi::Function::New(env, MatmulBackward, "matmulBackward"));
-  exports.Set("matmulNaive", Napi::Function::New(env, MatmulNaive, "matmulNaive"));
+  // The naive baselines of `rlhf-native bench` loop over host memory: CPU backend only.
+  if (backend::kHostMemory) {
+    exports.Set("matmulNaive", Napi::Function::New(env, MatmulNaive, "matmulNaive"));
+  }
 }
 
 }  // namespace rlhf::binding

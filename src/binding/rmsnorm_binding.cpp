@@ -9,6 +9,7 @@
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "batch_dims.h"
 #include "registry.h"
 
@@ -86,10 +87,10 @@ Napi::Value RunRmsNormBackward(const Napi::CallbackInfo& info, const char* op,
   return result;
 }
 
-Napi::Value RmsNorm(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNorm", cpu::rmsNorm); }
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNorm", backend::rmsNorm); }
 Napi::Value RmsNormNaive(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNormNaive", cpu::naiveRmsNorm); }
 Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
-  return RunRmsNormBackward(info, "rmsNormBackward", cpu::rmsNormBackward);
+  return RunRmsNormBackward(info, "rmsNormBackward", backend::rmsNormBackward);
 }
 Napi::Value RmsNormBackwardNaive(const Napi::CallbackInfo& info) {
   return RunRmsNormBackward(info, "rmsNormBackwardNaive", cpu::naiveRmsNormBackward);
@@ -100,8 +101,11 @@ Napi::Value RmsNormBackwardNaive(const Napi::CallbackInfo& info) {
 RLHF_BINDING_EXPORTS(rmsnorm) {
   exports.Set("rmsNorm", Napi::Function::New(env, RmsNorm, "rmsNorm"));
   exports.Set("rmsNormBackward", Napi::Function::New(env, RmsNormBackward, "rmsNormBackward"));
-  exports.Set("rmsNormNaive", Napi::Function::New(env, RmsNormNaive, "rmsNormNaive"));
-  exports.Set("rmsNormBackwardNaive", Napi::Function::New(env, RmsNormBackwardNaive, "rmsNormBackwardNaive"));
+  // The naive baselines of `rlhf-native bench` loop over host memory: CPU backend only.
+  if (backend::kHostMemory) {
+    exports.Set("rmsNormNaive", Napi::Function::New(env, RmsNormNaive, "rmsNormNaive"));
+    exports.Set("rmsNormBackwardNaive", Napi::Function::New(env, RmsNormBackwardNaive, "rmsNormBackwardNaive"));
+  }
 }
 
 }  // namespace rlhf::binding

@@ -12,6 +12,7 @@
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
 #include "element_checks.h"
 #include "registry.h"
 
@@ -98,7 +99,7 @@ Napi::Value RopeFrequencies(const Napi::CallbackInfo& info) {
   args.finish();
   NewTensor invFreq = newTensor(args.env(), DType::Float32, {p.headDim / 2});
   p.invFreq = invFreq.t->data<float>();
-  cpu::ropeFrequencies(p);
+  backend::ropeFrequencies(p);
   return invFreq.js;
 }
 
@@ -109,7 +110,7 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   const bool inPlace = args.boolean("inPlace", false);
   args.finish();
   RopeOutput out = ropeOutput(args, info, "x", *in.x, inPlace);
-  cpu::rope({in.x->data<float>(), out.data, in.positions->data<int32_t>(), invFreq, in.batch, in.seq, in.heads,
+  backend::rope({in.x->data<float>(), out.data, in.positions->data<int32_t>(), invFreq, in.batch, in.seq, in.heads,
              in.headDim, in.attentionScaling});
   return out.js;
 }
@@ -121,7 +122,7 @@ Napi::Value RopeBackward(const Napi::CallbackInfo& info) {
   const bool inPlace = args.boolean("inPlace", false);
   args.finish();
   RopeOutput dX = ropeOutput(args, info, "dOut", *in.x, inPlace);
-  cpu::ropeBackward({in.x->data<float>(), dX.data, in.positions->data<int32_t>(), invFreq, in.batch, in.seq,
+  backend::ropeBackward({in.x->data<float>(), dX.data, in.positions->data<int32_t>(), invFreq, in.batch, in.seq,
                      in.heads, in.headDim, in.attentionScaling});
   return dX.js;
 }
@@ -145,7 +146,10 @@ RLHF_BINDING_EXPORTS(rope) {
   exports.Set("ropeFrequencies", Napi::Function::New(env, RopeFrequencies, "ropeFrequencies"));
   exports.Set("rope", Napi::Function::New(env, Rope, "rope"));
   exports.Set("ropeBackward", Napi::Function::New(env, RopeBackward, "ropeBackward"));
-  exports.Set("ropeNaive", Napi::Function::New(env, RopeNaive, "ropeNaive"));
+  // The naive baselines of `rlhf-native bench` loop over host memory: CPU backend only.
+  if (backend::kHostMemory) {
+    exports.Set("ropeNaive", Napi::Function::New(env, RopeNaive, "ropeNaive"));
+  }
 }
 
 }  // namespace rlhf::binding

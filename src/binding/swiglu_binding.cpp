@@ -1,8 +1,11 @@
 // siluMul({ gate, up }) -> h = silu(gate) · up
 // siluMulBackward({ gate, up, dOut }) -> { dGate, dUp }
-// gate, up, dOut: float32 of any (equal) shape, e.g. [tokens, intermediate].
+// gate, up, dOut: float32 (or bfloat16 on the CUDA backend) of equal shape [tokens, intermediate];
+// the outputs have their dtype.
 #include "../kernels.h"
 #include "args.h"
+#include "backend.h"
+#include "dispatch.h"
 #include "registry.h"
 
 namespace rlhf::binding {
@@ -10,24 +13,30 @@ namespace {
 
 Napi::Value SiluMul(const Napi::CallbackInfo& info) {
   OpArgs args(info, "siluMul");
-  TensorWrap& gate = args.tensor("gate", DType::Float32, {"N", "F"});
-  TensorWrap& up = args.tensor("up", DType::Float32, {"N", "F"});
+  TensorWrap& gate = args.floatTensor("gate", {"N", "F"});
+  TensorWrap& up = args.floatTensor("up", {"N", "F"});
   args.finish();
-  NewTensor out = newTensor(args.env(), DType::Float32, gate.shape());
-  cpu::siluMul({gate.data<float>(), up.data<float>(), out.t->data<float>(), gate.numel()});
+  NewTensor out = newTensor(args.env(), args.floatDType(), gate.shape());
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    backend::siluMul(SiluMulArgsT<T>{gate.data<T>(), up.data<T>(), out.t->data<T>(), gate.numel()});
+  });
   return out.js;
 }
 
 Napi::Value SiluMulBackward(const Napi::CallbackInfo& info) {
   OpArgs args(info, "siluMulBackward");
-  TensorWrap& gate = args.tensor("gate", DType::Float32, {"N", "F"});
-  TensorWrap& up = args.tensor("up", DType::Float32, {"N", "F"});
-  TensorWrap& dOut = args.tensor("dOut", DType::Float32, {"N", "F"});
+  TensorWrap& gate = args.floatTensor("gate", {"N", "F"});
+  TensorWrap& up = args.floatTensor("up", {"N", "F"});
+  TensorWrap& dOut = args.floatTensor("dOut", {"N", "F"});
   args.finish();
-  NewTensor dGate = newTensor(args.env(), DType::Float32, gate.shape());
-  NewTensor dUp = newTensor(args.env(), DType::Float32, gate.shape());
-  cpu::siluMulBackward({gate.data<float>(), up.data<float>(), dOut.data<float>(), dGate.t->data<float>(),
-                        dUp.t->data<float>(), gate.numel()});
+  NewTensor dGate = newTensor(args.env(), args.floatDType(), gate.shape());
+  NewTensor dUp = newTensor(args.env(), args.floatDType(), gate.shape());
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    backend::siluMulBackward(SiluMulBackwardArgsT<T>{gate.data<T>(), up.data<T>(), dOut.data<T>(),
+                                                     dGate.t->data<T>(), dUp.t->data<T>(), gate.numel()});
+  });
   Napi::Object result = Napi::Object::New(args.env());
   result.Set("dGate", dGate.js);
   result.Set("dUp", dUp.js);

@@ -7,6 +7,7 @@
 #include <sstream>
 
 #include "../memory.h"
+#include "backend.h"
 
 namespace rlhf::binding {
 namespace {
@@ -149,18 +150,19 @@ int32_t toInt32(Napi::Env env, double v, int64_t index) {
   return static_cast<int32_t>(v);
 }
 
-// Writes `source` into tensor elements at the given offsets (logical order).
-void writeFrom(Napi::Env env, const NumberSource& source, TensorWrap& t) {
+// Writes `source` into the elements of t (logical order) through `base`, a host pointer standing
+// for t's element offset 0 (see HostSpan).
+void writeFrom(Napi::Env env, const NumberSource& source, const TensorWrap& t, char* base) {
   switch (t.dtype()) {
     case DType::Float32: {
-      float* p = t.data<float>();
+      float* p = reinterpret_cast<float*>(base);
       forEachElement(t.shape(), t.strides(), [&](int64_t i, int64_t off) {
         p[off] = static_cast<float>(source.at(i));
       });
       break;
     }
     case DType::BFloat16: {
-      uint16_t* p = t.data<uint16_t>();
+      uint16_t* p = reinterpret_cast<uint16_t*>(base);
       const bool raw = source.rawBf16Bits();
       forEachElement(t.shape(), t.strides(), [&](int64_t i, int64_t off) {
         p[off] = raw ? source.bits(i) : floatToBf16(static_cast<float>(source.at(i)));
@@ -168,7 +170,7 @@ void writeFrom(Napi::Env env, const NumberSource& source, TensorWrap& t) {
       break;
     }
     case DType::Int32: {
-      int32_t* p = t.data<int32_t>();
+      int32_t* p = reinterpret_cast<int32_t*>(base);
       forEachElement(t.shape(), t.strides(), [&](int64_t i, int64_t off) {
         p[off] = toInt32(env, source.at(i), i);
       });
@@ -177,24 +179,47 @@ void writeFrom(Napi::Env env, const NumberSource& source, TensorWrap& t) {
   }
 }
 
-// Element i of a tensor as float (bf16 widened); int32 handled separately.
-float readFloat(const TensorWrap& t, int64_t off) {
-  return t.dtype() == DType::BFloat16 ? bf16ToFloat(t.data<uint16_t>()[off]) : t.data<float>()[off];
+// The float element at offset `off` from a host base pointer (bf16 widened); int32 is read apart.
+float readFloat(DType dtype, const char* base, int64_t off) {
+  return dtype == DType::BFloat16 ? bf16ToFloat(reinterpret_cast<const uint16_t*>(base)[off])
+                                  : reinterpret_cast<const float*>(base)[off];
 }
 
 }  // namespace
 
 // ---------------------------------------------------------------------------------------------
-Storage::Storage(napi_env env, size_t bytes) : env_(env), data_(trackedAlloc(bytes)), bytes_(bytes) {
-  std::memset(data_, 0, bytes_);
+Storage::Storage(napi_env env, size_t bytes) : env_(env), data_(backend::deviceAlloc(bytes)), bytes_(bytes) {
+  backend::zeroDevice(data_, bytes_);
   int64_t ignored;
   napi_adjust_external_memory(env_, static_cast<int64_t>(bytes_), &ignored);
 }
 
 Storage::~Storage() {
-  trackedFree(data_, bytes_);
+  backend::deviceFree(data_, bytes_);
   int64_t ignored;
   napi_adjust_external_memory(env_, -static_cast<int64_t>(bytes_), &ignored);
+}
+
+// ---------------------------------------------------------------------------------------------
+HostSpan::HostSpan(const TensorWrap& t, bool load) : device_(t.data<char>()), bytes_(0) {
+  // Strides are never negative (views only permute dimensions), so the span runs from element 0
+  // to the element at Σ (size − 1)·stride.
+  if (t.numel() > 0) {
+    int64_t last = 0;
+    for (size_t d = 0; d < t.shape().size(); ++d) last += (t.shape()[d] - 1) * t.strides()[d];
+    bytes_ = static_cast<size_t>(last + 1) * dtypeSize(t.dtype());
+  }
+  if (backend::kHostMemory) {
+    base_ = device_;
+    return;
+  }
+  staging_ = ScratchBuffer<char>(bytes_);
+  base_ = staging_.data();
+  if (load) backend::copyToHost(base_, device_, bytes_);
+}
+
+void HostSpan::store() {
+  if (!backend::kHostMemory) backend::copyToDevice(device_, base_, bytes_);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -377,16 +402,17 @@ Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
   requireLive("toArray()");
   Napi::Env env = info.Env();
   const int64_t n = numel();
+  const HostSpan host(*this, true);
   if (dtype_ == DType::Int32) {
     Napi::Int32Array out = Napi::Int32Array::New(env, static_cast<size_t>(n));
-    const int32_t* p = data<int32_t>();
+    const int32_t* p = host.as<int32_t>();
     int32_t* dst = out.Data();
     forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = p[off]; });
     return out;
   }
   Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(n));
   float* dst = out.Data();
-  forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = readFloat(*this, off); });
+  forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = readFloat(dtype_, host.base(), off); });
   return out;
 }
 
@@ -398,29 +424,20 @@ Napi::Value TensorWrap::To(const Napi::CallbackInfo& info) {
     throw Napi::TypeError::New(env, std::string("to(\"int32\"): cannot convert a ") + dtypeName(dtype_) +
                                         " tensor to int32 (token ids must be created as int32)");
   }
+  if (!contiguous()) {
+    // Gather the view first; converting contiguous memory is one pass on every backend.
+    Napi::Object copy = Clone(info).As<Napi::Object>();
+    Napi::Value result = Unwrap(copy)->convertTo(env, target);
+    Unwrap(copy)->release();
+    return result;
+  }
+  return convertTo(env, target);
+}
+
+Napi::Value TensorWrap::convertTo(Napi::Env env, DType target) const {
   Napi::Object obj;
   TensorWrap* out = Create(env, target, shape_, &obj);
-  if (target == DType::Int32) {
-    const int32_t* src = data<int32_t>();
-    int32_t* dst = out->data<int32_t>();
-    forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = src[off]; });
-  } else if (target == DType::BFloat16) {
-    uint16_t* dst = out->data<uint16_t>();
-    if (dtype_ == DType::Int32) {
-      const int32_t* src = data<int32_t>();
-      forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = floatToBf16(static_cast<float>(src[off])); });
-    } else {
-      forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = floatToBf16(readFloat(*this, off)); });
-    }
-  } else {
-    float* dst = out->data<float>();
-    if (dtype_ == DType::Int32) {
-      const int32_t* src = data<int32_t>();
-      forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = static_cast<float>(src[off]); });
-    } else {
-      forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = readFloat(*this, off); });
-    }
-  }
+  backend::convert(data<char>(), dtype_, out->data<char>(), target, numel());
   return obj;
 }
 
@@ -482,11 +499,16 @@ Napi::Value TensorWrap::Clone(const Napi::CallbackInfo& info) {
   Napi::Object obj;
   TensorWrap* out = Create(info.Env(), dtype_, shape_, &obj);
   const size_t size = dtypeSize(dtype_);
-  const char* src = data<char>();
-  char* dst = out->data<char>();
+  if (contiguous()) {
+    backend::copyOnDevice(out->data<char>(), data<char>(), static_cast<size_t>(numel()) * size);
+    return obj;
+  }
+  const HostSpan src(*this, true);
+  HostSpan dst(*out, false);
   forEachElement(shape_, strides_, [&](int64_t i, int64_t off) {
-    std::memcpy(dst + i * size, src + off * static_cast<int64_t>(size), size);
+    std::memcpy(dst.base() + i * size, src.base() + off * static_cast<int64_t>(size), size);
   });
+  dst.store();
   return obj;
 }
 
@@ -498,21 +520,30 @@ Napi::Value TensorWrap::CopyFrom(const Napi::CallbackInfo& info) {
     if (src->dtype_ != dtype_ || src->shape_ != shape_) {
       throw Napi::TypeError::New(env, "copyFrom(source): source is " + src->describe() + " but this tensor is " + describe());
     }
-    // Gather the source in logical order first, so overlapping views copy correctly.
     const size_t size = dtypeSize(dtype_);
+    if (contiguous() && src->contiguous()) {
+      backend::copyOnDevice(data<char>(), src->data<char>(), static_cast<size_t>(numel()) * size);
+      return info.This();
+    }
+    // Gather the source in logical order first, so overlapping views copy correctly.
     ScratchBuffer<char> tmp(static_cast<size_t>(numel()) * size);
-    const char* s = src->data<char>();
-    forEachElement(shape_, src->strides_, [&](int64_t i, int64_t off) {
-      std::memcpy(tmp.data() + i * size, s + off * static_cast<int64_t>(size), size);
-    });
-    char* d = data<char>();
+    {
+      const HostSpan s(*src, true);
+      forEachElement(shape_, src->strides_, [&](int64_t i, int64_t off) {
+        std::memcpy(tmp.data() + i * size, s.base() + off * static_cast<int64_t>(size), size);
+      });
+    }
+    HostSpan d(*this, !contiguous());  // elements between a view's elements must survive the store
     forEachElement(shape_, strides_, [&](int64_t i, int64_t off) {
-      std::memcpy(d + off * static_cast<int64_t>(size), tmp.data() + i * size, size);
+      std::memcpy(d.base() + off * static_cast<int64_t>(size), tmp.data() + i * size, size);
     });
+    d.store();
     return info.This();
   }
   NumberSource source(env, info[0], dtype_, numel(), "copyFrom(source): source");
-  writeFrom(env, source, *this);
+  HostSpan d(*this, !contiguous());
+  writeFrom(env, source, *this, d.base());
+  d.store();
   return info.This();
 }
 
@@ -521,25 +552,31 @@ Napi::Value TensorWrap::Fill(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   if (!info[0].IsNumber()) throw Napi::TypeError::New(env, "fill(value): value must be a number");
   const double v = info[0].As<Napi::Number>().DoubleValue();
+  if (v == 0.0 && !std::signbit(v) && contiguous()) {  // zeroing gradients: no host pass
+    backend::zeroDevice(data<char>(), static_cast<size_t>(numel()) * dtypeSize(dtype_));
+    return info.This();
+  }
+  HostSpan d(*this, !contiguous());
   switch (dtype_) {
     case DType::Float32: {
-      float* p = data<float>();
+      float* p = d.as<float>();
       forEachElement(shape_, strides_, [&](int64_t, int64_t off) { p[off] = static_cast<float>(v); });
       break;
     }
     case DType::BFloat16: {
-      uint16_t* p = data<uint16_t>();
+      uint16_t* p = d.as<uint16_t>();
       const uint16_t bits = floatToBf16(static_cast<float>(v));
       forEachElement(shape_, strides_, [&](int64_t, int64_t off) { p[off] = bits; });
       break;
     }
     case DType::Int32: {
-      int32_t* p = data<int32_t>();
+      int32_t* p = d.as<int32_t>();
       const int32_t iv = toInt32(env, v, 0);
       forEachElement(shape_, strides_, [&](int64_t, int64_t off) { p[off] = iv; });
       break;
     }
   }
+  d.store();
   return info.This();
 }
 
@@ -554,7 +591,9 @@ void InitTensorFactories(Napi::Env env, Napi::Object exports) {
     TensorWrap* t = TensorWrap::Create(env, dtype, shape, &obj);
     if (info.Length() > 2 && !info[2].IsUndefined()) {
       NumberSource source(env, info[2], dtype, t->numel(), "tensor(dtype, shape, data): data");
-      writeFrom(env, source, *t);
+      HostSpan host(*t, false);
+      writeFrom(env, source, *t, host.base());
+      host.store();
     }
     return obj;
   }, "tensor"));

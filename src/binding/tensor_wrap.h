@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "../dtype.h"
+#include "../memory.h"
 
 namespace rlhf::binding {
 
@@ -67,6 +68,8 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
               std::vector<int64_t> strides, int64_t offset);
   void release();
   void requireLive(const char* what) const;
+  // A contiguous copy converted to `target` (this handle must be contiguous).
+  Napi::Value convertTo(Napi::Env env, DType target) const;
   Napi::Object newView(Napi::Env env, std::vector<int64_t> shape, std::vector<int64_t> strides) const;
 
   Napi::Value GetDType(const Napi::CallbackInfo& info);
@@ -91,6 +94,28 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   std::vector<int64_t> shape_;
   std::vector<int64_t> strides_;  // in elements
   int64_t offset_ = 0;            // in elements
+};
+
+// Host access to the elements a handle views, whatever the backend. base() is a host pointer
+// standing for the view's element offset 0, so offsets computed from its strides apply to it as
+// they do to data<T>(). On the CPU backend it is the tensor's own memory; on a GPU backend it is a
+// staging copy of the span the view covers, downloaded when `load` is true and written back by
+// store().
+class HostSpan {
+ public:
+  HostSpan(const TensorWrap& t, bool load);
+  char* base() const { return base_; }
+  template <typename T>
+  T* as() const {
+    return reinterpret_cast<T*>(base_);
+  }
+  void store();
+
+ private:
+  char* device_;  // the view's element 0 on the device
+  size_t bytes_;  // of the span from element 0 to the last element the view reaches
+  ScratchBuffer<char> staging_;
+  char* base_;
 };
 
 // Module-level tensor functions: tensor(dtype, shape, data?), zeros(dtype, shape).

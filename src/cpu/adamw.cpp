@@ -9,9 +9,9 @@
 namespace rlhf::cpu {
 namespace {
 constexpr int64_t kGrainElements = 1 << 14;
-}
 
-void adamw(const AdamWArgs& p) {
+// One tensor of the step; every scalar below depends on the step only.
+void adamwTensor(const AdamWArgs& p, const AdamWTensor& tensor) {
   // Per-step scalars in float64 (PyTorch's Python floats), rounded to float32 where PyTorch's
   // float32 tensor ops would.
   const double t = static_cast<double>(p.step);
@@ -25,12 +25,12 @@ void adamw(const AdamWArgs& p) {
   const float beta2 = static_cast<float>(p.beta2), eps = static_cast<float>(p.eps);
   const bool lerpFromStart = oneMinusBeta1 < 0.5f;  // torch.lerp's two formulas, chosen by weight
   const float beta1AsWeight = 1.0f - oneMinusBeta1;
-  parallelFor(p.count, kGrainElements, [&](int64_t begin, int64_t end) {
+  parallelFor(tensor.count, kGrainElements, [&](int64_t begin, int64_t end) {
     // The binding guarantees distinct storage, which lets the compiler vectorise.
-    float* __restrict param = p.param;
-    float* __restrict mom = p.m;
-    float* __restrict vel = p.v;
-    const float* __restrict grad = p.grad;
+    float* __restrict param = tensor.param;
+    float* __restrict mom = tensor.m;
+    float* __restrict vel = tensor.v;
+    const float* __restrict grad = tensor.grad;
     for (int64_t i = begin; i < end; ++i) {
       const float g = grad[i];
       const float decayed = param[i] * decay;  // p ← p − lr·wd·p
@@ -42,6 +42,12 @@ void adamw(const AdamWArgs& p) {
       param[i] = decayed - stepSize * (m / (std::sqrt(v) / bc2Sqrt + eps));
     }
   });
+}
+
+}  // namespace
+
+void adamw(const AdamWArgs& p) {
+  for (int64_t i = 0; i < p.numTensors; ++i) adamwTensor(p, p.tensors[i]);
 }
 
 }  // namespace rlhf::cpu

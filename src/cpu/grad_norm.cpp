@@ -9,9 +9,9 @@
 namespace rlhf::cpu {
 namespace {
 constexpr int64_t kBlock = 1 << 16;  // elements per partial sum
-}
 
-double sumOfSquares(const float* x, int64_t count) {
+// Σ x² of one tensor.
+double tensorSumOfSquares(const float* x, int64_t count) {
   // Fixed-size blocks, each summed on one thread into its own partial, then the partials are
   // added in block order: the result depends only on the data, never on the thread count.
   const int64_t blocks = (count + kBlock - 1) / kBlock;
@@ -28,10 +28,21 @@ double sumOfSquares(const float* x, int64_t count) {
   return total;
 }
 
-void scaleInPlace(float* x, int64_t count, float factor) {
-  parallelFor(count, kBlock / 4, [&](int64_t begin, int64_t end) {
-    for (int64_t i = begin; i < end; ++i) x[i] *= factor;
-  });
+}  // namespace
+
+double sumOfSquares(const TensorList& tensors) {
+  double sum = 0.0;  // tensor by tensor, in list order: deterministic
+  for (int64_t i = 0; i < tensors.size; ++i) sum += tensorSumOfSquares(tensors.data[i], tensors.counts[i]);
+  return sum;
+}
+
+void scaleInPlace(const TensorList& tensors, float factor) {
+  for (int64_t t = 0; t < tensors.size; ++t) {
+    float* x = tensors.data[t];
+    parallelFor(tensors.counts[t], kBlock / 4, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) x[i] *= factor;
+    });
+  }
 }
 
 }  // namespace rlhf::cpu

@@ -34,6 +34,7 @@ void checkAllClose(const char* file, int line, const char* label, const float* g
                    double rtol, double atol) {
   int reported = 0;
   for (size_t i = 0; i < n; ++i) {
+    if (static_cast<double>(got[i]) == want[i]) continue;  // also equal infinities; NaN never passes
     const double diff = std::fabs(static_cast<double>(got[i]) - want[i]);
     if (!(diff <= atol + rtol * std::fabs(want[i]))) {
       if (reported++ < 5) {

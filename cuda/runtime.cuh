@@ -1,4 +1,4 @@
-// Error checking for CUDA runtime calls and kernel launches.
+// Shared by the CUDA sources: error checking, the compute stream, launch geometry.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -15,8 +15,13 @@ inline void check(cudaError_t status, const char* what) {
   }
 }
 
-// After a kernel launch: reports bad launch configurations at once.
+// After a kernel launch: reports a bad launch configuration (or an earlier asynchronous fault) at
+// once, naming the kernel.
 inline void checkLaunch(const char* kernel) { check(cudaGetLastError(), kernel); }
+
+// The stream every kernel, copy, allocation and free of the backend is ordered on (created on
+// first use, non-blocking with respect to the legacy default stream).
+cudaStream_t stream();
 
 inline unsigned blocksFor(int64_t count, unsigned threads) {
   return static_cast<unsigned>((count + threads - 1) / threads);
