@@ -1,13 +1,11 @@
 /**
- * Loads the native addon and instruments it so that every tensor it returns is tracked by the
- * innermost scope() (see tensor.ts). The CPU addon is found by node-gyp-build: a prebuild in
- * prebuilds/<platform>-<arch>/ or a local build in build/Release/.
+ * The loaded native addon, instrumented so that every tensor it returns is tracked by the innermost
+ * scope() (see tensor.ts). Which addon (CPU or CUDA) is decided once, on first use, by
+ * chooseBackend() (backend.ts) from selectDevice() or RLHF_NATIVE_DEVICE.
  */
-import * as path from "path";
-
+import { BackendChoice, chooseBackend, Device, parseDevice, RawModule } from "./backend";
 import { DType, MemoryStats, Tensor, track } from "./tensor";
 
-/** The addon's module-level functions shared by every backend. */
 export interface NativeCore {
   readonly backend: "cpu" | "cuda";
   tensor(dtype: DType, shape: readonly number[], data?: ArrayLike<number>): Tensor;
@@ -18,15 +16,13 @@ export interface NativeCore {
   setNumThreads(n: number): void;
 }
 
-type NativeModule = Record<string, unknown> & { Tensor: { prototype: Record<string, unknown> } };
-
-/** The package root: lib/native (ts-jest) and dist/native (compiled) are both two levels down. */
-export const packageRoot = path.resolve(__dirname, "..", "..");
+type NativeModule = RawModule;
 
 // Tensor methods that return new handles.
 const TENSOR_RETURNING_METHODS = ["to", "reshape", "transpose", "contiguous", "clone"];
 
-let loaded: NativeModule | undefined;
+let loaded: { mod: NativeModule; choice: BackendChoice } | undefined;
+let requestedDevice: Device | undefined;
 
 function isTensor(mod: NativeModule, value: unknown): value is Tensor {
   return typeof value === "object" && value !== null && value instanceof (mod.Tensor as unknown as Function);
@@ -64,12 +60,33 @@ function instrument(mod: NativeModule): NativeModule {
 
 function load(): NativeModule {
   if (!loaded) {
-    // node-gyp-build has no types; it returns the loaded module.
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
-    const nodeGypBuild = require("node-gyp-build") as (dir: string) => NativeModule;
-    loaded = instrument(nodeGypBuild(packageRoot));
+    const env = process.env.RLHF_NATIVE_DEVICE;
+    const device = requestedDevice ?? (env ? parseDevice(env, "RLHF_NATIVE_DEVICE") : "auto");
+    const { mod, choice } = chooseBackend(device);
+    loaded = { mod: instrument(mod), choice };
   }
-  return loaded;
+  return loaded.mod;
+}
+
+/**
+ * Chooses the device before the addon is first used: "auto" (the default; CUDA when a CUDA addon
+ * loads and sees a GPU, else CPU), "cpu" or "cuda" (an error when no GPU addon works). Calling it
+ * after the addon was loaded with a different choice is an error: tensors of two backends cannot mix.
+ */
+export function selectDevice(device: Device): void {
+  if (loaded && loaded.choice.device !== device) {
+    throw new Error(
+      `rlhf-native already runs on the ${loaded.choice.backend} backend (device "${loaded.choice.device}"); ` +
+        "select the device before creating any tensor",
+    );
+  }
+  requestedDevice = device;
+}
+
+/** The backend in use, why it was chosen, and every addon path tried (loads the addon). */
+export function backendInfo(): BackendChoice {
+  load();
+  return (loaded as { choice: BackendChoice }).choice;
 }
 
 /** The loaded addon's core functions. */

@@ -1,5 +1,6 @@
 /** The native layer: tensors, their lifetime, and the kernels. */
-export { native, nativeFunction } from "./addon";
+export { backendInfo, native, nativeFunction, selectDevice } from "./addon";
+export type { BackendChoice, CudaInfo, Device, LoadAttempt } from "./backend";
 export type { NativeCore } from "./addon";
 export { floats, ints, keep, scope } from "./tensor";
 export * from "./factories";

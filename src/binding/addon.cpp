@@ -3,6 +3,7 @@
 // every registered op binding.
 #include <napi.h>
 
+#include "../cpu/gemm.h"
 #include "../cpu/parallel.h"
 #include "backend.h"
 #include "registry.h"
@@ -29,6 +30,14 @@ Napi::Value NumThreadsJs(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), cpu::numThreads());
 }
 
+// cpuInfo() -> { threads, gemmKernels }: the CPU kernels' thread count and GEMM micro-kernel set.
+Napi::Value CpuInfoJs(const Napi::CallbackInfo& info) {
+  Napi::Object out = Napi::Object::New(info.Env());
+  out.Set("threads", cpu::numThreads());
+  out.Set("gemmKernels", cpu::sgemmKernelName());
+  return out;
+}
+
 Napi::Value SetNumThreadsJs(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const double n = info[0].IsNumber() ? info[0].As<Napi::Number>().DoubleValue() : 0;
@@ -51,6 +60,7 @@ Napi::Object InitAddon(Napi::Env env, Napi::Object exports) {
   exports.Set("resetPeakBytes", Napi::Function::New(env, ResetPeakBytesJs, "resetPeakBytes"));
   exports.Set("numThreads", Napi::Function::New(env, NumThreadsJs, "numThreads"));
   exports.Set("setNumThreads", Napi::Function::New(env, SetNumThreadsJs, "setNumThreads"));
+  exports.Set("cpuInfo", Napi::Function::New(env, CpuInfoJs, "cpuInfo"));
   initRegisteredExports(env, exports);
   return exports;
 }

@@ -281,4 +281,6 @@ void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alph
   gemm::sgemmWith(gemm::bestKernels(), transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+const char* sgemmKernelName() { return gemm::bestKernels().name; }
+
 }  // namespace rlhf::cpu

@@ -14,4 +14,7 @@ namespace rlhf::cpu {
 void sgemm(bool transA, bool transB, int64_t M, int64_t N, int64_t K, float alpha, const float* A,
            int64_t lda, const float* B, int64_t ldb, float beta, float* C, int64_t ldc);
 
+// The micro-kernel set sgemm runs with on this CPU ("avx2" or "portable"), for diagnostics.
+const char* sgemmKernelName();
+
 }  // namespace rlhf::cpu
