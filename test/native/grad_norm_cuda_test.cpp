@@ -33,8 +33,9 @@ void checkNorm(const std::vector<int64_t>& counts, const std::vector<size_t>& of
 
   const double want = cpu::sumOfSquares(cpuList);
   const double got = cuda::sumOfSquares(gpuList);
-  // Both sum float64 squares, in different orders: equal to float64 rounding.
-  if (!(std::fabs(got - want) <= 1e-12 * std::fabs(want))) {
+  // Both sum float64 squares, in different orders: equal up to float64 rounding accumulated over
+  // chains of thousands of additions (far below float32 resolution).
+  if (!(std::fabs(got - want) <= 1e-10 * std::fabs(want))) {
     test::reportFailure(__FILE__, __LINE__,
                         "sumOfSquares " + label + ": got " + std::to_string(got) + ", want " + std::to_string(want));
   }
