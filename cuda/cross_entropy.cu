@@ -31,8 +31,9 @@ unsigned rowThreads(int64_t packs) {
 // logits [n, vocab]; targets, nll, lse [n]. Block i handles row i; an ignored row writes zeros
 // (the whole block leaves together, before any barrier).
 template <typename D, int N>
-__global__ void crossEntropyKernel(const D* logits, const int32_t* targets, int64_t vocab, int32_t ignoreIndex,
-                                   float* nll, float* lse) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    crossEntropyKernel(const D* logits, const int32_t* targets, int64_t vocab, int32_t ignoreIndex, float* nll,
+                       float* lse) {
   __shared__ SoftmaxStats scratch[32];
   const int64_t row = blockIdx.x;
   const int32_t target = targets[row];
@@ -60,7 +61,8 @@ __global__ void crossEntropyKernel(const D* logits, const int32_t* targets, int6
 
 // out[0] = Σ nll over the rows whose target is not ignoreIndex, out[1] = their number, both float64
 // (the count is exact below 2^53). One block; threads stride over the rows.
-__global__ void sumNllKernel(const float* nll, const int32_t* targets, int64_t n, int32_t ignoreIndex, double* out) {
+__global__ void __launch_bounds__(kSumThreads)
+    sumNllKernel(const float* nll, const int32_t* targets, int64_t n, int32_t ignoreIndex, double* out) {
   __shared__ double scratch[32];
   double total = 0.0, count = 0.0;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
@@ -80,8 +82,9 @@ __global__ void sumNllKernel(const float* nll, const int32_t* targets, int64_t n
 // dLogits [n, vocab] = scale · e^(z − lse) − scale · onehot(target); zeros on ignored rows, which
 // are not read. The _rn intrinsics keep the CPU's roundings (no FMA).
 template <typename D, int N>
-__global__ void crossEntropyBackwardKernel(const D* logits, const int32_t* targets, const float* lse, int64_t vocab,
-                                           int32_t ignoreIndex, float scale, D* dLogits) {
+__global__ void __launch_bounds__(kMaxRowThreads)
+    crossEntropyBackwardKernel(const D* logits, const int32_t* targets, const float* lse, int64_t vocab,
+                               int32_t ignoreIndex, float scale, D* dLogits) {
   const int64_t row = blockIdx.x;
   const int32_t target = targets[row];
   const bool ignored = target == ignoreIndex;

@@ -36,7 +36,8 @@ __global__ void chunkSumSquaresKernel(const ListTensor<1>* table, int64_t size, 
 }
 
 // out[0] = Σ partials[0, count), in float64; one block.
-__global__ void sumPartialsKernel(const double* partials, int64_t count, double* out) {
+__global__ void __launch_bounds__(kSumThreads) sumPartialsKernel(const double* partials, int64_t count,
+                                                                 double* out) {
   __shared__ double scratch[32];
   double sum = 0.0;
   for (int64_t i = threadIdx.x; i < count; i += blockDim.x) sum += partials[i];

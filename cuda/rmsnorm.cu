@@ -58,7 +58,8 @@ __device__ __forceinline__ float rowSum(float v, float* scratch) {
 // blockIdx.x · blockDim.y + threadIdx.y. x is read twice (sum of squares, then y); the second read
 // hits the cache.
 template <typename D, int N>
-__global__ void rmsNormKernel(const D* x, const D* weight, D* y, float* rstd, int64_t rows, int64_t dim, float eps) {
+__global__ void __launch_bounds__(kMaxBlockThreads)
+    rmsNormKernel(const D* x, const D* weight, D* y, float* rstd, int64_t rows, int64_t dim, float eps) {
   __shared__ float scratch[32];
   const int64_t row = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
   if (row >= rows) return;  // only whole warps of a warp-per-row block leave here
@@ -97,8 +98,9 @@ __global__ void rmsNormKernel(const D* x, const D* weight, D* y, float* rstd, in
 // arithmetic uses the _rn intrinsics so that it is not contracted into FMAs: the same roundings as
 // the CPU kernel.
 template <typename D, int N>
-__global__ void rmsNormBackwardKernel(const D* dY, const D* x, const D* weight, const float* rstd, D* dX,
-                                      float* partials, int64_t rows, int64_t dim, bool accumulate) {
+__global__ void __launch_bounds__(kMaxBlockThreads)
+    rmsNormBackwardKernel(const D* dY, const D* x, const D* weight, const float* rstd, D* dX, float* partials,
+                          int64_t rows, int64_t dim, bool accumulate) {
   __shared__ float scratch[32];
   const int64_t slot = static_cast<int64_t>(blockIdx.x) * blockDim.y + threadIdx.y;
   const int64_t slots = static_cast<int64_t>(gridDim.x) * blockDim.y;
@@ -171,7 +173,8 @@ constexpr unsigned kSumColumns = 32, kSumLanes = 32;
 // dWeight[j] += Σ_s partials[s, j] in float64. Block (kSumColumns, kSumLanes) over kSumColumns
 // columns: lane y sums slots y, y + kSumLanes, ... (coalesced rows), then the lanes' sums are added in
 // lane order; the result depends only on the partials.
-__global__ void sumSlotPartialsKernel(const float* partials, int64_t slots, int64_t dim, float* dWeight) {
+__global__ void __launch_bounds__(kSumColumns * kSumLanes)
+    sumSlotPartialsKernel(const float* partials, int64_t slots, int64_t dim, float* dWeight) {
   __shared__ double lanes[kSumLanes][kSumColumns + 1];
   const int64_t j = static_cast<int64_t>(blockIdx.x) * kSumColumns + threadIdx.x;
   double s = 0.0;

@@ -28,7 +28,8 @@ std::string dims(std::initializer_list<int64_t> sizes) {
   return out + "]";
 }
 
-Row bytesRow(const Context& ctx, std::string kernel, std::string shape, double ms, double bytes, std::string note = "") {
+Row bytesRow(const Context& ctx, std::string kernel, std::string shape, double ms, double bytes,
+             std::string note = "") {
   return Row{std::move(kernel), std::move(shape), ms, bytes, false, ctx.lastPeakBytes(), std::move(note)};
 }
 
@@ -96,8 +97,8 @@ BENCH(rope) {
   const RopeArgsT<bf16> fwd{q.data(), q.data(), positions.data(), invFreq.data(), kBatch, kSeq, kHeads, kHeadDim, 1.0f};
   double ms = ctx.time([&] { cuda::rope(fwd); });
   ctx.report(bytesRow(ctx, "rope", shape, ms, bytes));
-  const RopeBackwardArgsT<bf16> bwd{q.data(), q.data(), positions.data(), invFreq.data(), kBatch, kSeq, kHeads, kHeadDim,
-                                    1.0f};
+  const RopeBackwardArgsT<bf16> bwd{q.data(),  q.data(), positions.data(), invFreq.data(), kBatch,
+                                    kSeq,      kHeads,   kHeadDim,         1.0f};
   ms = ctx.time([&] { cuda::ropeBackward(bwd); });
   ctx.report(bytesRow(ctx, "ropeBackward", shape, ms, bytes));
 }

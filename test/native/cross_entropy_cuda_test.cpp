@@ -61,7 +61,8 @@ void checkCrossEntropy(const CrossEntropyCase& c, Tolerance tol) {
   std::vector<float> nll(c.n), lse(c.n), dLogits(c.n * c.vocab);
   double loss = -1.0;
   int64_t count = -1;
-  cpu::crossEntropy({logits.data(), targets.data(), c.n, c.vocab, kIgnore, c.sum, nll.data(), lse.data(), &loss, &count});
+  cpu::crossEntropy(
+      {logits.data(), targets.data(), c.n, c.vocab, kIgnore, c.sum, nll.data(), lse.data(), &loss, &count});
   cpu::crossEntropyBackward(
       {logits.data(), targets.data(), lse.data(), c.n, c.vocab, kIgnore, c.sum, count, gradLoss, dLogits.data()});
 
@@ -85,7 +86,8 @@ void checkCrossEntropy(const CrossEntropyCase& c, Tolerance tol) {
   cuda::crossEntropyBackward<T>({gLogits.data(), gTargets.data(), gLseCpu.data(), c.n, c.vocab, kIgnore, c.sum, count,
                                  gradLoss, gDLogits.data()});
   // e^(z − lse) within a few ulps (CUDA's expf vs the CPU's polynomial); p − 1 at the target cancels.
-  CHECK_PARITY("dLogits" + shape, gDLogits.download(), dLogits, tol.dLogitsRtol, tol.dLogitsAtolScale * test::maxAbs(dLogits));
+  CHECK_PARITY("dLogits" + shape, gDLogits.download(), dLogits, tol.dLogitsRtol,
+               tol.dLogitsAtolScale * test::maxAbs(dLogits));
 }
 
 template <typename T>
