@@ -27,4 +27,16 @@ inline unsigned blocksFor(int64_t count, unsigned threads) {
   return static_cast<unsigned>((count + threads - 1) / threads);
 }
 
+// The streaming multiprocessors of the current device (queried once), for kernels that size a
+// persistent grid to the card.
+inline int multiprocessorCount() {
+  static const int count = [] {
+    int device = 0, sms = 0;
+    check(cudaGetDevice(&device), "cudaGetDevice");
+    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
+    return sms;
+  }();
+  return count;
+}
+
 }  // namespace rlhf::cuda

@@ -131,6 +131,16 @@ TensorWrap& OpArgs::floatTensor(const char* key, const std::vector<const char*>&
 }
 
 TensorWrap* OpArgs::optionalFloatTensor(const char* key, const std::vector<const char*>& dims) {
+  noteFloatDType(key);
+  return optionalTensor(key, floatDType(), dims);
+}
+
+TensorWrap* OpArgs::optionalFloatTensorAnyShape(const char* key) {
+  noteFloatDType(key);
+  return optionalTensorAnyShape(key, floatDType());
+}
+
+void OpArgs::noteFloatDType(const char* key) {
   Napi::Value v = options_.Get(key);
   TensorWrap* peek = TensorWrap::FromValue(v);
   if (peek && !peek->disposed() && peek->dtype() != DType::Int32) {
@@ -146,7 +156,6 @@ TensorWrap* OpArgs::optionalFloatTensor(const char* key, const std::vector<const
            dtypeName(*floatDType_) + ": the float tensors of an op share one dtype");
     }
   }
-  return optionalTensor(key, floatDType(), dims);
 }
 
 TensorWrap* OpArgs::optionalTensorAnyShape(const char* key, DType dtype) {

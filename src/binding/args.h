@@ -39,6 +39,8 @@ class OpArgs {
 
   // A tensor whose shape the caller checks itself with shape() (e.g. rank 2 or 3).
   TensorWrap* optionalTensorAnyShape(const char* key, DType dtype);
+  // Same for a tensor of the op's float type (see floatTensor).
+  TensorWrap* optionalFloatTensorAnyShape(const char* key);
   // Checks a tensor's shape against dims, binding symbols as tensor() does.
   void shape(const char* key, const TensorWrap& t, const std::vector<const char*>& dims);
 
@@ -73,6 +75,9 @@ class OpArgs {
 
  private:
   Napi::Value get(const char* key);
+  // Sets the op's float type from the tensor at `key` if it is the first float tensor read, or checks
+  // that it matches.
+  void noteFloatDType(const char* key);
   std::string shapeSpec(const std::vector<const char*>& dims) const;
 
   Napi::Env env_;

@@ -26,18 +26,31 @@ inline std::vector<const char*> batchShape(const OpArgs& args, const char* key, 
   return dims;
 }
 
-// A required tensor of rank ≥ minRank whose leading dims become B0, B1, ... and whose trailing
-// dims are `tail` (so its batch rank is rank − tail.size()).
-inline TensorWrap& batchedTensor(OpArgs& args, const char* key, DType dtype, std::initializer_list<const char*> tail,
-                                 size_t minRank) {
-  TensorWrap* t = args.optionalTensorAnyShape(key, dtype);
-  if (!t) args.fail("'" + std::string(key) + "' is required: a " + dtypeName(dtype) + " tensor");
+namespace detail {
+inline TensorWrap& checkBatched(OpArgs& args, const char* key, TensorWrap* t, const std::string& expected,
+                                std::initializer_list<const char*> tail, size_t minRank) {
+  if (!t) args.fail("'" + std::string(key) + "' is required: a " + expected + " tensor");
   const size_t rank = t->shape().size();
   if (rank < minRank || rank < tail.size()) {
     args.failRange("'" + std::string(key) + "' must have rank ≥ " + std::to_string(minRank) + ", got " + t->describe());
   }
   args.shape(key, *t, batchShape(args, key, rank - tail.size(), tail));
   return *t;
+}
+}  // namespace detail
+
+// A required tensor of rank ≥ minRank whose leading dims become B0, B1, ... and whose trailing
+// dims are `tail` (so its batch rank is rank − tail.size()).
+inline TensorWrap& batchedTensor(OpArgs& args, const char* key, DType dtype, std::initializer_list<const char*> tail,
+                                 size_t minRank) {
+  return detail::checkBatched(args, key, args.optionalTensorAnyShape(key, dtype), dtypeName(dtype), tail, minRank);
+}
+
+// Same for a tensor of the op's float type (OpArgs::floatTensor).
+inline TensorWrap& batchedFloatTensor(OpArgs& args, const char* key, std::initializer_list<const char*> tail,
+                                      size_t minRank) {
+  TensorWrap* t = args.optionalFloatTensorAnyShape(key);
+  return detail::checkBatched(args, key, t, dtypeName(args.floatDType()), tail, minRank);
 }
 
 // The product of the batch dims bound by batchedTensor (the kernel's row count).

@@ -1,12 +1,14 @@
 // crossEntropy({ logits, targets, ignoreIndex?, reduction? }) -> { loss, count, nll, lse }
 // crossEntropyBackward({ logits, targets, lse, count, gradLoss?, reduction?, ignoreIndex? }) -> dLogits
-// logits [N, V] float32, targets [N] int32 (ids in [0, V) or ignoreIndex); reduction "mean" (over
-// the non-ignored tokens, count clamped to >= 1) or "sum". See kernels.h §10.
+// logits [N, V] float32 (or bfloat16 on the CUDA backend; dLogits has its dtype), targets [N] int32
+// (ids in [0, V) or ignoreIndex); nll, lse [N] float32; reduction "mean" (over the non-ignored
+// tokens, count clamped to >= 1) or "sum". See kernels.h §10.
 #include <limits>
 
 #include "../kernels.h"
 #include "args.h"
 #include "backend.h"
+#include "dispatch.h"
 #include "registry.h"
 #include "targets.h"
 
@@ -23,7 +25,7 @@ struct CrossEntropyInputs {
 
 CrossEntropyInputs readInputs(OpArgs& args) {
   CrossEntropyInputs in{};
-  in.logits = &args.tensor("logits", DType::Float32, {"N", "V"});
+  in.logits = &args.floatTensor("logits", {"N", "V"});
   in.targets = &args.tensor("targets", DType::Int32, {"N"});
   in.n = args.dim("N");
   in.vocab = args.dim("V");
@@ -42,8 +44,12 @@ Napi::Value CrossEntropy(const Napi::CallbackInfo& info) {
   NewTensor lse = newTensor(args.env(), DType::Float32, {in.n});
   double loss = 0.0;
   int64_t count = 0;
-  backend::crossEntropy({in.logits->data<float>(), in.targets->data<int32_t>(), in.n, in.vocab, in.ignoreIndex, in.sum,
-                     nll.t->data<float>(), lse.t->data<float>(), &loss, &count});
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    backend::crossEntropy(CrossEntropyArgsT<T>{in.logits->data<T>(), in.targets->data<int32_t>(), in.n, in.vocab,
+                                               in.ignoreIndex, in.sum, nll.t->data<float>(), lse.t->data<float>(), &loss,
+                                               &count});
+  });
   Napi::Object result = Napi::Object::New(args.env());
   result.Set("loss", loss);
   result.Set("count", static_cast<double>(count));
@@ -61,9 +67,14 @@ Napi::Value CrossEntropyBackward(const Napi::CallbackInfo& info) {
   const double gradLoss = args.number("gradLoss", 1.0, -std::numeric_limits<float>::max(), std::numeric_limits<float>::max());
   args.finish();
   checkTargets(args, "targets", *in.targets, in.vocab, in.ignoreIndex);
-  NewTensor dLogits = newTensor(args.env(), DType::Float32, {in.n, in.vocab});
-  backend::crossEntropyBackward({in.logits->data<float>(), in.targets->data<int32_t>(), lse.data<float>(), in.n, in.vocab,
-                             in.ignoreIndex, in.sum, count, static_cast<float>(gradLoss), dLogits.t->data<float>()});
+  NewTensor dLogits = newTensor(args.env(), args.floatDType(), {in.n, in.vocab});
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    backend::crossEntropyBackward(CrossEntropyBackwardArgsT<T>{in.logits->data<T>(), in.targets->data<int32_t>(),
+                                                               lse.data<float>(), in.n, in.vocab, in.ignoreIndex, in.sum,
+                                                               count, static_cast<float>(gradLoss),
+                                                               dLogits.t->data<T>()});
+  });
   return dLogits.js;
 }
 

@@ -2,24 +2,28 @@
 // rmsNormBackward({ dY, x, weight, rstd, dX?, accumulate?, wantWeight?, dWeight? }) -> { dX, dWeight? }
 // rmsNormNaive / rmsNormBackwardNaive: the same contracts as single-threaded naive loops
 // (benchmark baselines).
-// x, y, dY, dX: float32 [..., D] (rows = the product of the leading dims, e.g. [B, T, D], or
-// [B, T, H, head_dim] for Qwen3's q/k norm); weight, dWeight [D]; rstd [...] (x's leading dims).
+// x, y, dY, dX: float32, or bfloat16 on the CUDA backend, [..., D] (rows = the product of the
+// leading dims, e.g. [B, T, D], or [B, T, H, head_dim] for Qwen3's q/k norm); weight [D] of the same
+// dtype; rstd [...] (x's leading dims) and dWeight [D]: float32. The naive baselines take float32 only.
 #include <sstream>
+#include <type_traits>
 
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
 #include "backend.h"
 #include "batch_dims.h"
+#include "dispatch.h"
 #include "registry.h"
 
 namespace rlhf::binding {
 namespace {
 
-Napi::Value RunRmsNorm(const Napi::CallbackInfo& info, const char* op, void (*kernel)(const RmsNormArgs&)) {
+// `naive`: run the single-threaded float32 baseline (CPU backend only) instead of the backend's kernel.
+Napi::Value RunRmsNorm(const Napi::CallbackInfo& info, const char* op, bool naive) {
   OpArgs args(info, op);
-  TensorWrap& x = batchedTensor(args, "x", DType::Float32, {"D"}, 2);
-  TensorWrap& weight = args.tensor("weight", DType::Float32, {"D"});
+  TensorWrap& x = batchedFloatTensor(args, "x", {"D"}, 2);
+  TensorWrap& weight = args.floatTensor("weight", {"D"});
   const double eps = args.number("eps", 1e-6, 0.0, 1.0);
   args.finish();
   if (static_cast<float>(eps) == 0.0f) {
@@ -30,25 +34,34 @@ Napi::Value RunRmsNorm(const Napi::CallbackInfo& info, const char* op, void (*ke
   const size_t batchRank = x.shape().size() - 1;
   const int64_t rows = batchRows(args, batchRank), dim = args.dim("D");
   if (dim == 0) args.failRange("'x' must have a last dimension ≥ 1, got " + x.describe());
-  NewTensor y = newTensor(args.env(), DType::Float32, x.shape());
+  NewTensor y = newTensor(args.env(), args.floatDType(), x.shape());
   NewTensor rstd = newTensor(args.env(), DType::Float32, std::vector<int64_t>(x.shape().begin(), x.shape().end() - 1));
-  kernel({x.data<float>(), weight.data<float>(), y.t->data<float>(), rstd.t->data<float>(), rows, dim,
-          static_cast<float>(eps)});
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    const RmsNormArgsT<T> p{x.data<T>(), weight.data<T>(), y.t->data<T>(), rstd.t->data<float>(), rows, dim,
+                            static_cast<float>(eps)};
+    if constexpr (std::is_same_v<T, float>) {
+      if (naive) {
+        cpu::naiveRmsNorm(p);
+        return;
+      }
+    }
+    backend::rmsNorm(p);
+  });
   Napi::Object result = Napi::Object::New(args.env());
   result.Set("y", y.js);
   result.Set("rstd", rstd.js);
   return result;
 }
 
-Napi::Value RunRmsNormBackward(const Napi::CallbackInfo& info, const char* op,
-                               void (*kernel)(const RmsNormBackwardArgs&)) {
+Napi::Value RunRmsNormBackward(const Napi::CallbackInfo& info, const char* op, bool naive) {
   OpArgs args(info, op);
-  TensorWrap& x = batchedTensor(args, "x", DType::Float32, {"D"}, 2);
+  TensorWrap& x = batchedFloatTensor(args, "x", {"D"}, 2);
   const size_t batchRank = x.shape().size() - 1;
-  TensorWrap& dY = args.tensor("dY", DType::Float32, batchShape(args, "dY", batchRank, {"D"}));
-  TensorWrap& weight = args.tensor("weight", DType::Float32, {"D"});
+  TensorWrap& dY = args.floatTensor("dY", batchShape(args, "dY", batchRank, {"D"}));
+  TensorWrap& weight = args.floatTensor("weight", {"D"});
   TensorWrap& rstd = args.tensor("rstd", DType::Float32, batchShape(args, "rstd", batchRank, {}));
-  TensorWrap* dXIn = args.optionalTensor("dX", DType::Float32, batchShape(args, "dX", batchRank, {"D"}));
+  TensorWrap* dXIn = args.optionalFloatTensor("dX", batchShape(args, "dX", batchRank, {"D"}));
   const bool accumulate = args.boolean("accumulate", false);
   const bool wantWeight = args.boolean("wantWeight", true);
   TensorWrap* dWeightIn = args.optionalTensor("dWeight", DType::Float32, {"D"});
@@ -64,13 +77,12 @@ Napi::Value RunRmsNormBackward(const Napi::CallbackInfo& info, const char* op,
 
   Napi::Object options = info[0].As<Napi::Object>();
   Napi::Object result = Napi::Object::New(args.env());
-  float* dX;
+  TensorWrap* dX = dXIn;
   if (dXIn) {
-    dX = dXIn->data<float>();
     result.Set("dX", options.Get("dX"));
   } else {
-    NewTensor t = newTensor(args.env(), DType::Float32, x.shape());
-    dX = t.t->data<float>();
+    NewTensor t = newTensor(args.env(), args.floatDType(), x.shape());
+    dX = t.t;
     result.Set("dX", t.js);
   }
   float* dWeight = nullptr;
@@ -82,18 +94,28 @@ Napi::Value RunRmsNormBackward(const Napi::CallbackInfo& info, const char* op,
     dWeight = t.t->data<float>();
     result.Set("dWeight", t.js);
   }
-  kernel({dY.data<float>(), x.data<float>(), weight.data<float>(), rstd.data<float>(), dX, dWeight,
-          batchRows(args, batchRank), args.dim("D"), accumulate});
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    const RmsNormBackwardArgsT<T> p{dY.data<T>(), x.data<T>(), weight.data<T>(), rstd.data<float>(), dX->data<T>(),
+                                    dWeight, batchRows(args, batchRank), args.dim("D"), accumulate};
+    if constexpr (std::is_same_v<T, float>) {
+      if (naive) {
+        cpu::naiveRmsNormBackward(p);
+        return;
+      }
+    }
+    backend::rmsNormBackward(p);
+  });
   return result;
 }
 
-Napi::Value RmsNorm(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNorm", backend::rmsNorm); }
-Napi::Value RmsNormNaive(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNormNaive", cpu::naiveRmsNorm); }
+Napi::Value RmsNorm(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNorm", false); }
+Napi::Value RmsNormNaive(const Napi::CallbackInfo& info) { return RunRmsNorm(info, "rmsNormNaive", true); }
 Napi::Value RmsNormBackward(const Napi::CallbackInfo& info) {
-  return RunRmsNormBackward(info, "rmsNormBackward", backend::rmsNormBackward);
+  return RunRmsNormBackward(info, "rmsNormBackward", false);
 }
 Napi::Value RmsNormBackwardNaive(const Napi::CallbackInfo& info) {
-  return RunRmsNormBackward(info, "rmsNormBackwardNaive", cpu::naiveRmsNormBackward);
+  return RunRmsNormBackward(info, "rmsNormBackwardNaive", true);
 }
 
 }  // namespace

@@ -5,7 +5,8 @@
 // ropeBackward({ dOut, positions, invFreq, attentionScaling?, inPlace? }) -> dX (dOut when inPlace)
 // ropeNaive({ x, positions, theta, attentionScaling? }) -> out: a benchmark baseline that recomputes
 //   theta^(2j/D) for every element
-// x, dOut: float32 [B, T, H, D] with D even; positions: int32 [B, T], each ≥ 0; invFreq: float32 [D/2].
+// x, dOut: float32, or bfloat16 on the CUDA backend, [B, T, H, D] with D even (out and dX have
+// their dtype); positions: int32 [B, T], each ≥ 0; invFreq: float32 [D/2] (on the backend's device).
 #include <cmath>
 #include <string>
 
@@ -13,6 +14,7 @@
 #include "../kernels.h"
 #include "args.h"
 #include "backend.h"
+#include "dispatch.h"
 #include "element_checks.h"
 #include "registry.h"
 
@@ -31,7 +33,7 @@ struct RopeInputs {
 
 RopeInputs readRopeInputs(OpArgs& args, const char* xKey) {
   RopeInputs in{};
-  in.x = &args.tensor(xKey, DType::Float32, {"B", "T", "H", "D"});
+  in.x = &args.floatTensor(xKey, {"B", "T", "H", "D"});
   in.positions = &args.tensor("positions", DType::Int32, {"B", "T"});
   in.batch = args.dim("B");
   in.seq = args.dim("T");
@@ -59,15 +61,15 @@ const float* readInvFreq(OpArgs& args, int64_t headDim) {
   return invFreq.data<float>();
 }
 
-// The output: a new tensor, or the input itself when inPlace.
+// The output: a new tensor of x's dtype, or the input itself when inPlace.
 struct RopeOutput {
   Napi::Value js;
-  float* data;
+  TensorWrap* t;
 };
 RopeOutput ropeOutput(OpArgs& args, const Napi::CallbackInfo& info, const char* xKey, TensorWrap& x, bool inPlace) {
-  if (inPlace) return {info[0].As<Napi::Object>().Get(xKey), x.data<float>()};
-  NewTensor out = newTensor(args.env(), DType::Float32, x.shape());
-  return {out.js, out.t->data<float>()};
+  if (inPlace) return {info[0].As<Napi::Object>().Get(xKey), &x};
+  NewTensor out = newTensor(args.env(), args.floatDType(), x.shape());
+  return {out.js, out.t};
 }
 
 Napi::Value RopeFrequencies(const Napi::CallbackInfo& info) {
@@ -110,8 +112,11 @@ Napi::Value Rope(const Napi::CallbackInfo& info) {
   const bool inPlace = args.boolean("inPlace", false);
   args.finish();
   RopeOutput out = ropeOutput(args, info, "x", *in.x, inPlace);
-  backend::rope({in.x->data<float>(), out.data, in.positions->data<int32_t>(), invFreq, in.batch, in.seq, in.heads,
-             in.headDim, in.attentionScaling});
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    backend::rope(RopeArgsT<T>{in.x->data<T>(), out.t->data<T>(), in.positions->data<int32_t>(), invFreq, in.batch,
+                               in.seq, in.heads, in.headDim, in.attentionScaling});
+  });
   return out.js;
 }
 
@@ -122,8 +127,11 @@ Napi::Value RopeBackward(const Napi::CallbackInfo& info) {
   const bool inPlace = args.boolean("inPlace", false);
   args.finish();
   RopeOutput dX = ropeOutput(args, info, "dOut", *in.x, inPlace);
-  backend::ropeBackward({in.x->data<float>(), dX.data, in.positions->data<int32_t>(), invFreq, in.batch, in.seq,
-                     in.heads, in.headDim, in.attentionScaling});
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    backend::ropeBackward(RopeBackwardArgsT<T>{in.x->data<T>(), dX.t->data<T>(), in.positions->data<int32_t>(), invFreq,
+                                               in.batch, in.seq, in.heads, in.headDim, in.attentionScaling});
+  });
   return dX.js;
 }
 
@@ -134,8 +142,8 @@ Napi::Value RopeNaive(const Napi::CallbackInfo& info) {
   if (theta <= 0.0) args.failRange("'theta' must be > 0, got 0");
   args.finish();
   RopeOutput out = ropeOutput(args, info, "x", *in.x, false);
-  cpu::naiveRope({in.x->data<float>(), out.data, in.positions->data<int32_t>(), nullptr, in.batch, in.seq, in.heads,
-                  in.headDim, in.attentionScaling},
+  cpu::naiveRope({in.x->data<float>(), out.t->data<float>(), in.positions->data<int32_t>(), nullptr, in.batch, in.seq,
+                  in.heads, in.headDim, in.attentionScaling},
                  static_cast<float>(theta));
   return out.js;
 }

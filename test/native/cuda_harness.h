@@ -6,6 +6,7 @@
 #ifdef RLHF_WITH_CUDA
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <type_traits>
@@ -80,6 +81,43 @@ class DeviceArray {
   size_t count_;
   T* ptr_;
 };
+
+// The values a tensor of T holds: rounded to bfloat16 when T is bf16, unchanged for float.
+template <typename T>
+std::vector<float> storedAs(std::vector<float> v) {
+  if constexpr (std::is_same_v<T, bf16>) return roundToBf16(v);
+  else return v;
+}
+
+// A DeviceArray seen from `offset` elements into its allocation: offset 1 breaks the 16-byte
+// alignment of the pool's buffers, so that kernels take their unvectorised paths.
+template <typename T>
+class OffsetDeviceArray {
+ public:
+  // Poisoned (NaN) contents.
+  OffsetDeviceArray(size_t count, size_t offset) : array_(count + offset), offset_(offset) {}
+  OffsetDeviceArray(const std::vector<float>& host, size_t offset) : OffsetDeviceArray(host.size(), offset) {
+    std::vector<float> staged(offset, 0.0f);
+    staged.insert(staged.end(), host.begin(), host.end());
+    array_.upload(staged);
+  }
+  T* data() { return array_.data() + offset_; }
+  std::vector<float> download() const {
+    const std::vector<float> all = array_.download();
+    return std::vector<float>(all.begin() + static_cast<std::ptrdiff_t>(offset_), all.end());
+  }
+
+ private:
+  DeviceArray<T> array_;
+  size_t offset_;
+};
+
+// The largest |v[i]|: the magnitude of a result, for tolerances relative to it.
+inline double maxAbs(const std::vector<float>& v) {
+  double m = 0.0;
+  for (float x : v) m = std::fmax(m, std::fabs(static_cast<double>(x)));
+  return m;
+}
 
 // Fails (reporting the worst elements) unless |got − want| ≤ atol + rtol·|want| everywhere;
 // a NaN or infinity in `got` passes only where `want` has the same value.

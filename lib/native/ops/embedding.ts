@@ -14,8 +14,9 @@ export function embedding(table: Tensor, ids: Tensor): Tensor {
 }
 
 /**
- * Adds dOut[...i] to dTable[ids[...i]] in place (repeated ids sum, deterministically) and returns
- * dTable. dOut: float32 [...ids.shape, D]; dTable: float32 [V, D] (zero it for a fresh gradient).
+ * Adds dOut[...i] to dTable[ids[...i]] in place (repeated ids sum: deterministically on the CPU
+ * backend, in the order of the GPU's atomic adds on CUDA) and returns dTable. dOut: float32
+ * [...ids.shape, D] (or bfloat16 on CUDA); dTable: float32 [V, D] (zero it for a fresh gradient).
  */
 export function embeddingBackward(dOut: Tensor, ids: Tensor, dTable: Tensor): Tensor {
   return nativeFunction<EmbeddingBackwardNative>("embeddingBackward")({ dOut, ids, dTable });
