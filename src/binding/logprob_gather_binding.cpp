@@ -3,8 +3,10 @@
 // logprobGatherBackward({ hidden, weight, targets, lse, entropy?, dLogp, dEntropy?, temperature?,
 //                         ignoreIndex?, chunkSize?, wantDWeight?, dWeight?, dHidden?,
 //                         accumulateDHidden? }) -> { dHidden, dWeight? }
-// hidden [N, D] float32, weight (lm_head) [V, D] float32, targets [N] int32 (ids in [0, V) or
-// ignoreIndex); per-token vectors [N]. See kernels.h §8.
+// hidden [N, D] and weight (lm_head) [V, D]: float32, or bfloat16 on the CUDA backend (one dtype
+// for both, and for dHidden); targets [N] int32 (ids in [0, V) or ignoreIndex); the per-token
+// vectors [N] (logp, lse, entropy, logitMean, dLogp, dEntropy) and dWeight [V, D] are always
+// float32, argmax int32. See kernels.h §8.
 #include <cmath>
 #include <limits>
 #include <sstream>
@@ -14,6 +16,7 @@
 #include "../kernels.h"
 #include "args.h"
 #include "backend.h"
+#include "dispatch.h"
 #include "registry.h"
 #include "targets.h"
 
@@ -35,8 +38,8 @@ struct GatherInputs {
 
 GatherInputs readInputs(OpArgs& args) {
   GatherInputs in{};
-  in.hidden = &args.tensor("hidden", DType::Float32, {"N", "D"});
-  in.weight = &args.tensor("weight", DType::Float32, {"V", "D"});
+  in.hidden = &args.floatTensor("hidden", {"N", "D"});
+  in.weight = &args.floatTensor("weight", {"V", "D"});
   in.targets = &args.tensor("targets", DType::Int32, {"N"});
   in.n = args.dim("N");
   in.dim = args.dim("D");
@@ -72,22 +75,30 @@ Napi::Value LogprobGather(const Napi::CallbackInfo& info) {
     result.Set(key, t.js);
     return t.t;
   };
-  LogprobGatherArgs p{};
-  p.hidden = in.hidden->data<float>();
-  p.weight = in.weight->data<float>();
-  p.targets = in.targets->data<int32_t>();
-  p.n = in.n;
-  p.dim = in.dim;
-  p.vocab = in.vocab;
-  p.invTemperature = in.invTemperature;
-  p.ignoreIndex = in.ignoreIndex;
-  p.chunkSize = in.chunkSize;
-  p.logp = output("logp", DType::Float32)->data<float>();
-  p.lse = output("lse", DType::Float32)->data<float>();
-  if (wantEntropy) p.entropy = output("entropy", DType::Float32)->data<float>();
-  if (wantLogitMean) p.logitMean = output("logitMean", DType::Float32)->data<float>();
-  if (wantArgmax) p.argmax = output("argmax", DType::Int32)->data<int32_t>();
-  backend::logprobGather(p);
+  float* logp = output("logp", DType::Float32)->data<float>();
+  float* lse = output("lse", DType::Float32)->data<float>();
+  float* entropy = wantEntropy ? output("entropy", DType::Float32)->data<float>() : nullptr;
+  float* logitMean = wantLogitMean ? output("logitMean", DType::Float32)->data<float>() : nullptr;
+  int32_t* argmax = wantArgmax ? output("argmax", DType::Int32)->data<int32_t>() : nullptr;
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    LogprobGatherArgsT<T> p{};
+    p.hidden = in.hidden->data<T>();
+    p.weight = in.weight->data<T>();
+    p.targets = in.targets->data<int32_t>();
+    p.n = in.n;
+    p.dim = in.dim;
+    p.vocab = in.vocab;
+    p.invTemperature = in.invTemperature;
+    p.ignoreIndex = in.ignoreIndex;
+    p.chunkSize = in.chunkSize;
+    p.logp = logp;
+    p.lse = lse;
+    p.entropy = entropy;
+    p.logitMean = logitMean;
+    p.argmax = argmax;
+    backend::logprobGather(p);
+  });
   return result;
 }
 
@@ -100,7 +111,7 @@ Napi::Value LogprobGatherBackward(const Napi::CallbackInfo& info) {
   TensorWrap* dEntropy = args.optionalTensor("dEntropy", DType::Float32, {"N"});
   TensorWrap* dWeightIn = args.optionalTensor("dWeight", DType::Float32, {"V", "D"});
   const bool wantDWeight = args.boolean("wantDWeight", dWeightIn != nullptr);
-  TensorWrap* dHiddenIn = args.optionalTensor("dHidden", DType::Float32, {"N", "D"});
+  TensorWrap* dHiddenIn = args.optionalFloatTensor("dHidden", {"N", "D"});
   const bool accumulateDHidden = args.boolean("accumulateDHidden", false);
   args.finish();
   if (dEntropy && !entropy) args.fail("'dEntropy' needs 'entropy' (the forward's per-token entropy)");
@@ -122,13 +133,12 @@ Napi::Value LogprobGatherBackward(const Napi::CallbackInfo& info) {
 
   Napi::Object result = Napi::Object::New(args.env());
   const Napi::Object options = info[0].As<Napi::Object>();
-  float* dHidden;
+  TensorWrap* dHidden = dHiddenIn;
   if (dHiddenIn) {
-    dHidden = dHiddenIn->data<float>();
     result.Set("dHidden", options.Get("dHidden"));
   } else {
-    NewTensor t = newTensor(args.env(), DType::Float32, {in.n, in.dim});
-    dHidden = t.t->data<float>();
+    NewTensor t = newTensor(args.env(), args.floatDType(), {in.n, in.dim});
+    dHidden = t.t;
     result.Set("dHidden", t.js);
   }
   float* dWeight = nullptr;
@@ -141,24 +151,27 @@ Napi::Value LogprobGatherBackward(const Napi::CallbackInfo& info) {
     result.Set("dWeight", t.js);
   }
 
-  LogprobGatherBackwardArgs p{};
-  p.hidden = in.hidden->data<float>();
-  p.weight = in.weight->data<float>();
-  p.targets = in.targets->data<int32_t>();
-  p.lse = lse.data<float>();
-  p.entropy = entropy ? entropy->data<float>() : nullptr;
-  p.dLogp = dLogp.data<float>();
-  p.dEntropy = dEntropy ? dEntropy->data<float>() : nullptr;
-  p.dHidden = dHidden;
-  p.dWeight = dWeight;
-  p.n = in.n;
-  p.dim = in.dim;
-  p.vocab = in.vocab;
-  p.invTemperature = in.invTemperature;
-  p.ignoreIndex = in.ignoreIndex;
-  p.chunkSize = in.chunkSize;
-  p.accumulateDHidden = accumulateDHidden;
-  backend::logprobGatherBackward(p);
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    LogprobGatherBackwardArgsT<T> p{};
+    p.hidden = in.hidden->data<T>();
+    p.weight = in.weight->data<T>();
+    p.targets = in.targets->data<int32_t>();
+    p.lse = lse.data<float>();
+    p.entropy = entropy ? entropy->data<float>() : nullptr;
+    p.dLogp = dLogp.data<float>();
+    p.dEntropy = dEntropy ? dEntropy->data<float>() : nullptr;
+    p.dHidden = dHidden->data<T>();
+    p.dWeight = dWeight;
+    p.n = in.n;
+    p.dim = in.dim;
+    p.vocab = in.vocab;
+    p.invTemperature = in.invTemperature;
+    p.ignoreIndex = in.ignoreIndex;
+    p.chunkSize = in.chunkSize;
+    p.accumulateDHidden = accumulateDHidden;
+    backend::logprobGatherBackward(p);
+  });
   return result;
 }
 

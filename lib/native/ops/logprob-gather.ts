@@ -8,9 +8,9 @@ import { nativeFunction } from "../addon";
 import { Tensor } from "../tensor";
 
 export interface LogprobGatherOptions {
-  /** Last hidden states, float32 [N, D]. */
+  /** Last hidden states, float32 [N, D] (or bfloat16 on the CUDA backend). */
   hidden: Tensor;
-  /** lm_head weight, float32 [V, D]. */
+  /** lm_head weight [V, D], the dtype of `hidden`. */
   weight: Tensor;
   /** Next-token ids, int32 [N]: each in [0, V) or equal to `ignoreIndex`. */
   targets: Tensor;
@@ -65,14 +65,14 @@ export interface LogprobGatherBackwardOptions {
   wantDWeight?: boolean;
   /** Accumulate the lm_head gradient into this float32 [V, D] tensor. */
   dWeight?: Tensor;
-  /** Write the hidden-state gradient into this float32 [N, D] tensor. */
+  /** Write the hidden-state gradient into this [N, D] tensor (the dtype of `hidden`). */
   dHidden?: Tensor;
   /** Add into `dHidden` instead of overwriting it. */
   accumulateDHidden?: boolean;
 }
 
 export interface LogprobGatherGrads {
-  /** float32 [N, D]; zero rows for ignored tokens (unless accumulating). */
+  /** [N, D], the dtype of `hidden`; zero rows for ignored tokens (unless accumulating). */
   dHidden: Tensor;
   /** float32 [V, D], when wanted: accumulated into the given tensor, or a new one. */
   dWeight?: Tensor;
