@@ -1,5 +1,5 @@
 // Warp and block reductions for the CUDA kernels (float32 and float64 sums, float32 max, online
-// softmax statistics).
+// softmax statistics, float64 NaN-ignoring min/max, several float64 sums at once).
 // Block reductions need blockDim.x to be a multiple of 32 and at most 1024, and every thread of the
 // block to call them (they synchronise); the result is returned to every thread.
 #pragma once
@@ -93,6 +93,40 @@ __device__ inline SoftmaxStats blockSoftmaxStats(SoftmaxStats v, SoftmaxStats* s
   __syncthreads();
   v = lane < warps ? scratch[lane] : SoftmaxStats::empty();
   return warpSoftmaxStats(v);
+}
+
+// fmin / fmax over the warp: NaN lanes are ignored, so the result is NaN only when every lane holds
+// NaN (numpy's nanmin / nanmax). Exact, so the order does not matter.
+__device__ __forceinline__ double warpMinIgnoringNan(double v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmin(v, __shfl_xor_sync(kFullMask, v, offset));
+  return v;
+}
+__device__ __forceinline__ double warpMaxIgnoringNan(double v) {
+  for (int offset = 16; offset > 0; offset >>= 1) v = fmax(v, __shfl_xor_sync(kFullMask, v, offset));
+  return v;
+}
+
+// Σ over the block of each thread's K values v[0..K), in place, with one pair of barriers for all K.
+// The order is fixed (each warp's shuffle tree, then warp 0's tree over the warp sums), so the sums
+// are deterministic for a given blockDim. The sums are valid in warp 0 (thread 0 writes them out);
+// the other threads' v is left partially reduced.
+template <int K>
+__device__ void blockSums(double (&v)[K]) {
+  __shared__ double scratch[K][32];
+  const unsigned lane = threadIdx.x & 31u, warp = threadIdx.x >> 5;
+  const unsigned warps = (blockDim.x + 31u) >> 5;
+#pragma unroll
+  for (int k = 0; k < K; ++k) v[k] = warpSum(v[k]);
+  __syncthreads();  // scratch may still be read by a previous call
+  if (lane == 0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) scratch[k][warp] = v[k];
+  }
+  __syncthreads();
+  if (warp == 0) {
+#pragma unroll
+    for (int k = 0; k < K; ++k) v[k] = warpSum(lane < warps ? scratch[k][lane] : 0.0);
+  }
 }
 
 }  // namespace rlhf::cuda

@@ -12,11 +12,7 @@
 
 #include <cstdint>
 
-#if defined(__CUDACC__)
-#define RLHF_HOST_DEVICE __host__ __device__
-#else
-#define RLHF_HOST_DEVICE
-#endif
+#include "../host_device.h"
 
 namespace rlhf {
 
