@@ -26,18 +26,30 @@ inline std::vector<const char*> batchShape(const OpArgs& args, const char* key, 
   return dims;
 }
 
-// A required tensor of rank ≥ minRank whose leading dims become B0, B1, ... and whose trailing
-// dims are `tail` (so its batch rank is rank − tail.size()).
-inline TensorWrap& batchedTensor(OpArgs& args, const char* key, DType dtype, std::initializer_list<const char*> tail,
-                                 size_t minRank) {
-  TensorWrap* t = args.optionalTensorAnyShape(key, dtype);
-  if (!t) args.fail("'" + std::string(key) + "' is required: a " + dtypeName(dtype) + " tensor");
+// Checks that the tensor read under `key` (null when absent) has rank ≥ minRank, leading dims that
+// become B0, B1, ... and trailing dims `tail` (so its batch rank is rank − tail.size()).
+inline TensorWrap& checkBatched(OpArgs& args, const char* key, TensorWrap* t, const char* expected,
+                                std::initializer_list<const char*> tail, size_t minRank) {
+  if (!t) args.fail("'" + std::string(key) + "' is required: a " + expected + " tensor");
   const size_t rank = t->shape().size();
   if (rank < minRank || rank < tail.size()) {
     args.failRange("'" + std::string(key) + "' must have rank ≥ " + std::to_string(minRank) + ", got " + t->describe());
   }
   args.shape(key, *t, batchShape(args, key, rank - tail.size(), tail));
   return *t;
+}
+
+// A required tensor of `dtype`, batched as checkBatched says.
+inline TensorWrap& batchedTensor(OpArgs& args, const char* key, DType dtype, std::initializer_list<const char*> tail,
+                                 size_t minRank) {
+  return checkBatched(args, key, args.optionalTensorAnyShape(key, dtype), dtypeName(dtype), tail, minRank);
+}
+
+// A required tensor of the op's float type (OpArgs::floatTensor), batched as checkBatched says.
+inline TensorWrap& batchedFloatTensor(OpArgs& args, const char* key, std::initializer_list<const char*> tail,
+                                      size_t minRank) {
+  TensorWrap* t = args.optionalFloatTensorAnyShape(key);
+  return checkBatched(args, key, t, dtypeName(args.floatDType()), tail, minRank);
 }
 
 // The product of the batch dims bound by batchedTensor (the kernel's row count).
