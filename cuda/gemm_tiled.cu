@@ -33,15 +33,17 @@ OperandView operandView(bool transposed, int64_t rows, int64_t cols) {
   return transposed ? OperandView{1, rows, true, false} : OperandView{cols, 1, false, false};
 }
 
-// Enables 16-byte loads when the base pointer, the line stride (the stride that is not 1) and the
-// batch stride keep every tile's runs aligned. Tiles start at multiples of 16 elements along both
-// dimensions (every tile size below is), so the runs of V = 16 / sizeof(S) ≤ 8 elements they load
-// start at multiples of V from the line start.
+// Enables 16-byte loads when the base pointer, the line stride (the stride that is not 1), the
+// extent along the contiguous dimension and the batch stride are all multiples of 16 bytes. Tiles
+// start at multiples of 16 elements along both dimensions (every tile size below is), so each run
+// of V = 16 / sizeof(S) ≤ 8 elements that a tile loads is then aligned, and lies wholly inside
+// op(X) or wholly outside it.
 template <typename S>
-OperandView vectorView(OperandView v, const S* base, int64_t batchStride) {
+OperandView vectorView(OperandView v, const S* base, int64_t rows, int64_t cols, int64_t batchStride) {
   constexpr int64_t V = 16 / sizeof(S);
-  const int64_t line = v.alongRows ? v.cs : v.rs;
-  v.vectorized = reinterpret_cast<uintptr_t>(base) % 16 == 0 && line % V == 0 && batchStride % V == 0;
+  const int64_t line = v.alongRows ? v.cs : v.rs, extent = v.alongRows ? rows : cols;
+  v.vectorized = reinterpret_cast<uintptr_t>(base) % 16 == 0 && line % V == 0 && extent % V == 0 &&
+                 batchStride % V == 0;
   return v;
 }
 
@@ -94,23 +96,21 @@ __device__ __forceinline__ void loadTile(const S* __restrict__ x, const OperandV
       const int line = idx / runsPerLine, start = (idx % runsPerLine) * V;
       const int r = view.alongRows ? start : line, c = view.alongRows ? line : start;
       const int64_t gr = r0 + r, gc = c0 + c;
-      // Elements of the run inside op(X): all V, some (at the edge), or none (a line beyond it).
-      const int64_t left = view.alongRows ? (gc < cols ? rows - gr : 0) : (gr < rows ? cols - gc : 0);
-      // The run is contiguous in X: offsets base .. base + V − 1.
-      const int64_t base = gr * view.rs + gc * view.cs;
+      const bool inside = gr < rows && gc < cols;  // the whole run is, or none of it (vectorView)
+      const int64_t base = gr * view.rs + gc * view.cs;  // the run: offsets base .. base + V − 1
       S vals[V];
-      if (left >= V) {
+      if (inside) {
         const uint4 raw = *reinterpret_cast<const uint4*>(x + base);
 #pragma unroll
         for (int q = 0; q < V; ++q) vals[q] = runElement<S>(raw, q);
       } else {
 #pragma unroll
-        for (int q = 0; q < V; ++q) vals[q] = q < left ? x[base + q] : zeroOf<S>();
+        for (int q = 0; q < V; ++q) vals[q] = zeroOf<S>();
       }
 #pragma unroll
       for (int q = 0; q < V; ++q) {
         const int rr = view.alongRows ? r + q : r, cc = view.alongRows ? c : c + q;
-        dst[rr * dr + cc * dc] = tileElement<S, D>(vals[q], q < left, mask, base + q);
+        dst[rr * dr + cc * dc] = tileElement<S, D>(vals[q], inside, mask, base + q);
       }
     }
   } else {
@@ -250,13 +250,17 @@ void launchSimt(const GemmOp<TA, TB, TC>& op) {
   p.bias = devicePtr(op.bias);
   p.m = op.m, p.n = op.n, p.k = op.k;
   p.strideA = op.strideA, p.strideB = op.strideB, p.strideC = op.strideC;
-  p.viewA = vectorView(operandView(op.transA, op.m, op.k), devicePtr(op.a), op.batch > 1 ? op.strideA : 0);
-  p.viewB = vectorView(operandView(op.transB, op.k, op.n), devicePtr(op.b), op.batch > 1 ? op.strideB : 0);
+  p.viewA = vectorView(operandView(op.transA, op.m, op.k), devicePtr(op.a), op.m, op.k,
+                       op.batch > 1 ? op.strideA : 0);
+  p.viewB = vectorView(operandView(op.transB, op.k, op.n), devicePtr(op.b), op.k, op.n,
+                       op.batch > 1 ? op.strideB : 0);
   p.alpha = op.alpha, p.beta = op.beta;
   p.maskA = op.maskA, p.maskB = op.maskB, p.maskC = op.maskC;
   p.tilesM = ceilDiv(op.m, BM);
   const int64_t tiles = p.tilesM * ceilDiv(op.n, BN);
-  if (tiles > 0x7fffffff) throw CudaError("gemm: output too large for one launch (" + std::to_string(tiles) + " tiles)");
+  if (tiles > 0x7fffffff) {
+    throw CudaError("gemm: output too large for one launch (" + std::to_string(tiles) + " tiles)");
+  }
 
   // Split-K where the output tiles alone would leave most multiprocessors idle, keeping at least
   // 8 BK-steps per split.
@@ -380,12 +384,16 @@ void launchWmma(const GemmOp<bf16, bf16, TC>& op) {
   WmmaParams<TC> p{};
   p.m = op.m, p.n = op.n, p.k = op.k;
   p.strideA = op.strideA, p.strideB = op.strideB, p.strideC = op.strideC;
-  p.viewA = vectorView(operandView(op.transA, op.m, op.k), devicePtr(op.a), op.batch > 1 ? op.strideA : 0);
-  p.viewB = vectorView(operandView(op.transB, op.k, op.n), devicePtr(op.b), op.batch > 1 ? op.strideB : 0);
+  p.viewA = vectorView(operandView(op.transA, op.m, op.k), devicePtr(op.a), op.m, op.k,
+                       op.batch > 1 ? op.strideA : 0);
+  p.viewB = vectorView(operandView(op.transB, op.k, op.n), devicePtr(op.b), op.k, op.n,
+                       op.batch > 1 ? op.strideB : 0);
   p.alpha = op.alpha, p.beta = op.beta;
   p.tilesM = ceilDiv(op.m, kWmmaBM);
   const int64_t tiles = p.tilesM * ceilDiv(op.n, kWmmaBN);
-  if (tiles > 0x7fffffff) throw CudaError("gemm: output too large for one launch (" + std::to_string(tiles) + " tiles)");
+  if (tiles > 0x7fffffff) {
+    throw CudaError("gemm: output too large for one launch (" + std::to_string(tiles) + " tiles)");
+  }
   for (int64_t first = 0; first < op.batch; first += kMaxGridZ) {
     const int64_t items = std::min(kMaxGridZ, op.batch - first);
     p.a = devicePtr(op.a) + first * op.strideA;

@@ -338,7 +338,9 @@ std::string gemmBackendDescription() {
     std::lock_guard<std::mutex> lock(gSelectionMutex);
     const Selection& sel = selection();
     if (!sel.envError.empty()) return "invalid GEMM selection: " + sel.envError;
-    if (sel.forced) forced = "handwritten GEMM kernels (fallback forced by RLHF_CUDA_GEMM=fallback or forceGemmFallback); ";
+    if (sel.forced) {
+      forced = "handwritten GEMM kernels (fallback forced by RLHF_CUDA_GEMM=fallback or forceGemmFallback); ";
+    }
   }
   if (!lt::api()) return (forced.empty() ? "handwritten GEMM kernels; " : forced) + lt::loadReport();
   if (!forced.empty()) return forced + lt::loadReport();
