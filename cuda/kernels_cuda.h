@@ -82,7 +82,8 @@ void matmulBackward(const MatmulBackwardArgsT<T, TG>& args);
 // (the default) uses cuBLASLt when it loads.
 void forceGemmFallback(bool force);
 bool gemmFallbackForced();
-// True when products run on cuBLASLt: it loaded, its handle was created, no fallback is forced.
+// True when products run on cuBLASLt: it loaded, its handle was created on the device (the first
+// call creates it), no fallback is forced.
 bool gemmUsesCublasLt();
 // For `doctor`: the backend in use and why (the library loaded and every path that failed, or why
 // the handwritten kernels run). Never throws.

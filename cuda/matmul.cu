@@ -37,8 +37,9 @@ Selection& selection() {
     auto* sel = new Selection;
     const char* v = std::getenv("RLHF_CUDA_GEMM");
     const std::string value = v ? v : "";
-    if (value == "fallback") sel->forced = true;
-    else if (!value.empty() && value != "auto") {
+    if (value == "fallback") {
+      sel->forced = true;
+    } else if (!value.empty() && value != "auto") {
       sel->envError = "RLHF_CUDA_GEMM must be \"auto\" or \"fallback\", got \"" + value + "\"";
     }
     return sel;
@@ -54,9 +55,10 @@ struct LtHandle {
 
 const LtHandle& ltHandle() {
   static const LtHandle* h = [] {
+    const lt::Api* api = lt::api();
+    if (api) stream();  // initialises the runtime and the device's primary context first
     auto* state = new LtHandle;
-    if (const lt::Api* api = lt::api()) {
-      stream();  // initialises the runtime and the device's primary context first
+    if (api) {
       const lt::Status s = api->create(&state->handle);
       if (s != lt::kStatusSuccess) {
         state->handle = nullptr;
@@ -346,8 +348,12 @@ std::string gemmBackendDescription() {
   if (!forced.empty()) return forced + lt::loadReport();
   // Creating the handle needs a usable device; without one, report what loaded.
   if (deviceInfo().deviceCount == 0) return lt::loadReport() + " (no CUDA device to create a handle on)";
-  const LtHandle& h = ltHandle();
-  if (!h.handle) return "handwritten GEMM kernels; " + lt::loadReport() + ", but " + h.error;
+  try {
+    const LtHandle& h = ltHandle();
+    if (!h.handle) return "handwritten GEMM kernels; " + lt::loadReport() + ", but " + h.error;
+  } catch (const CudaError& e) {
+    return lt::loadReport() + " (" + e.what() + ")";
+  }
   return lt::loadReport();
 }
 
