@@ -76,6 +76,19 @@ void matmul(const MatmulArgsT<T, TC>& args);
 template <typename T, typename TG>
 void matmulBackward(const MatmulBackwardArgsT<T, TG>& args);
 
+// The GEMM backend of matmul and lora (matmul.cu): cuBLASLt, loaded at run time (cublaslt.h), or
+// the handwritten kernels. RLHF_CUDA_GEMM=fallback in the environment (or forceGemmFallback(true),
+// which overrides it) selects the handwritten kernels even when cuBLASLt loads; RLHF_CUDA_GEMM=auto
+// (the default) uses cuBLASLt when it loads.
+void forceGemmFallback(bool force);
+bool gemmFallbackForced();
+// True when products run on cuBLASLt: it loaded, its handle was created on the device (the first
+// call creates it), no fallback is forced.
+bool gemmUsesCublasLt();
+// For `doctor`: the backend in use and why (the library loaded and every path that failed, or why
+// the handwritten kernels run). Never throws.
+std::string gemmBackendDescription();
+
 template <typename T>
 void embedding(const EmbeddingArgsT<T>& args);
 template <typename T>

@@ -1,5 +1,6 @@
 #include "args.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
@@ -130,6 +131,23 @@ TensorWrap& OpArgs::floatTensor(const char* key, const std::vector<const char*>&
   return *t;
 }
 
+void OpArgs::noteFloatDType(const char* key) {
+  Napi::Value v = options_.Get(key);
+  TensorWrap* peek = TensorWrap::FromValue(v);
+  if (!peek || peek->disposed() || peek->dtype() == DType::Int32) return;
+  if (!floatDType_) {
+    if (peek->dtype() == DType::BFloat16 && !backend::kComputesBf16) {
+      fail("'" + std::string(key) + "' is bfloat16, but the " + kBackendName +
+           " backend computes in float32: convert it with .to(\"float32\")");
+    }
+    floatDType_ = peek->dtype();
+    floatDTypeSource_ = key;
+  } else if (peek->dtype() != *floatDType_) {
+    fail("'" + std::string(key) + "' is " + dtypeName(peek->dtype()) + " but '" + floatDTypeSource_ + "' is " +
+         dtypeName(*floatDType_) + ": the float tensors of an op share one dtype");
+  }
+}
+
 TensorWrap* OpArgs::optionalFloatTensor(const char* key, const std::vector<const char*>& dims) {
   noteFloatDType(key);
   return optionalTensor(key, floatDType(), dims);
@@ -140,32 +158,20 @@ TensorWrap* OpArgs::optionalFloatTensorAnyShape(const char* key) {
   return optionalTensorAnyShape(key, floatDType());
 }
 
-void OpArgs::noteFloatDType(const char* key) {
-  Napi::Value v = options_.Get(key);
-  TensorWrap* peek = TensorWrap::FromValue(v);
-  if (peek && !peek->disposed() && peek->dtype() != DType::Int32) {
-    if (!floatDType_) {
-      if (peek->dtype() == DType::BFloat16 && !backend::kComputesBf16) {
-        fail("'" + std::string(key) + "' is bfloat16, but the " + kBackendName +
-             " backend computes in float32: convert it with .to(\"float32\")");
-      }
-      floatDType_ = peek->dtype();
-      floatDTypeSource_ = key;
-    } else if (peek->dtype() != *floatDType_) {
-      fail("'" + std::string(key) + "' is " + dtypeName(peek->dtype()) + " but '" + floatDTypeSource_ + "' is " +
-           dtypeName(*floatDType_) + ": the float tensors of an op share one dtype");
-    }
-  }
+TensorWrap* OpArgs::optionalTensorAnyShape(const char* key, DType dtype) {
+  return optionalTensorAnyShapeOf(key, {dtype});
 }
 
-TensorWrap* OpArgs::optionalTensorAnyShape(const char* key, DType dtype) {
+TensorWrap* OpArgs::optionalTensorAnyShapeOf(const char* key, const std::vector<DType>& dtypes) {
   Napi::Value v = get(key);
   if (v.IsUndefined() || v.IsNull()) return nullptr;
   TensorWrap* t = TensorWrap::FromValue(v);
   if (!t) fail("'" + std::string(key) + "' must be a tensor, got " + describeValue(v));
   if (t->disposed()) fail("'" + std::string(key) + "' was disposed");
-  if (t->dtype() != dtype) {
-    fail("'" + std::string(key) + "' must be a " + dtypeName(dtype) + " tensor, got " + t->describe());
+  if (std::find(dtypes.begin(), dtypes.end(), t->dtype()) == dtypes.end()) {
+    std::string names;
+    for (size_t i = 0; i < dtypes.size(); ++i) names += (i ? " or " : "") + std::string(dtypeName(dtypes[i]));
+    fail("'" + std::string(key) + "' must be a " + names + " tensor, got " + t->describe());
   }
   if (!t->contiguous()) fail("'" + std::string(key) + "' must be contiguous (call .contiguous()), got " + t->describe());
   return t;

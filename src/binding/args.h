@@ -39,8 +39,10 @@ class OpArgs {
 
   // A tensor whose shape the caller checks itself with shape() (e.g. rank 2 or 3).
   TensorWrap* optionalTensorAnyShape(const char* key, DType dtype);
-  // Same for a tensor of the op's float type (see floatTensor).
+  // Same, of the op's float type (as floatTensor).
   TensorWrap* optionalFloatTensorAnyShape(const char* key);
+  // Same, of any of `dtypes` (e.g. an accumulation target that may be the float type or float32).
+  TensorWrap* optionalTensorAnyShapeOf(const char* key, const std::vector<DType>& dtypes);
   // Checks a tensor's shape against dims, binding symbols as tensor() does.
   void shape(const char* key, const TensorWrap& t, const std::vector<const char*>& dims);
 
@@ -75,8 +77,7 @@ class OpArgs {
 
  private:
   Napi::Value get(const char* key);
-  // Sets the op's float type from the tensor at `key` if it is the first float tensor read, or checks
-  // that it matches.
+  // Sets or checks the op's float type against the tensor under `key`, if it is a float tensor.
   void noteFloatDType(const char* key);
   std::string shapeSpec(const std::vector<const char*>& dims) const;
 

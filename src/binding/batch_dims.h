@@ -26,8 +26,9 @@ inline std::vector<const char*> batchShape(const OpArgs& args, const char* key, 
   return dims;
 }
 
-namespace detail {
-inline TensorWrap& checkBatched(OpArgs& args, const char* key, TensorWrap* t, const std::string& expected,
+// Checks that the tensor read under `key` (null when absent) has rank ≥ minRank, leading dims that
+// become B0, B1, ... and trailing dims `tail` (so its batch rank is rank − tail.size()).
+inline TensorWrap& checkBatched(OpArgs& args, const char* key, TensorWrap* t, const char* expected,
                                 std::initializer_list<const char*> tail, size_t minRank) {
   if (!t) args.fail("'" + std::string(key) + "' is required: a " + expected + " tensor");
   const size_t rank = t->shape().size();
@@ -37,20 +38,18 @@ inline TensorWrap& checkBatched(OpArgs& args, const char* key, TensorWrap* t, co
   args.shape(key, *t, batchShape(args, key, rank - tail.size(), tail));
   return *t;
 }
-}  // namespace detail
 
-// A required tensor of rank ≥ minRank whose leading dims become B0, B1, ... and whose trailing
-// dims are `tail` (so its batch rank is rank − tail.size()).
+// A required tensor of `dtype`, batched as checkBatched says.
 inline TensorWrap& batchedTensor(OpArgs& args, const char* key, DType dtype, std::initializer_list<const char*> tail,
                                  size_t minRank) {
-  return detail::checkBatched(args, key, args.optionalTensorAnyShape(key, dtype), dtypeName(dtype), tail, minRank);
+  return checkBatched(args, key, args.optionalTensorAnyShape(key, dtype), dtypeName(dtype), tail, minRank);
 }
 
-// Same for a tensor of the op's float type (OpArgs::floatTensor).
+// A required tensor of the op's float type (OpArgs::floatTensor), batched as checkBatched says.
 inline TensorWrap& batchedFloatTensor(OpArgs& args, const char* key, std::initializer_list<const char*> tail,
                                       size_t minRank) {
   TensorWrap* t = args.optionalFloatTensorAnyShape(key);
-  return detail::checkBatched(args, key, t, dtypeName(args.floatDType()), tail, minRank);
+  return checkBatched(args, key, t, dtypeName(args.floatDType()), tail, minRank);
 }
 
 // The product of the batch dims bound by batchedTensor (the kernel's row count).

@@ -1,5 +1,6 @@
 // cudaInfo() -> { deviceCount, error, runtimeVersion, driverVersion, deviceName, computeCapability,
-// totalMemory }: only in the CUDA addon built by CMakeLists.txt (RLHF_WITH_CUDA).
+// totalMemory, gemm }: only in the CUDA addon built by CMakeLists.txt (RLHF_WITH_CUDA). `gemm` says
+// which GEMM backend runs (cuBLASLt and the file it loaded from, or the handwritten kernels and why).
 #ifdef RLHF_WITH_CUDA
 
 #include "../../cuda/kernels_cuda.h"
@@ -19,6 +20,7 @@ Napi::Value CudaInfo(const Napi::CallbackInfo& info) {
   out.Set("deviceName", d.deviceName);
   out.Set("computeCapability", std::to_string(d.computeMajor) + "." + std::to_string(d.computeMinor));
   out.Set("totalMemory", static_cast<double>(d.totalMemory));
+  out.Set("gemmBackend", cuda::gemmBackendDescription());
   return out;
 }
 

@@ -5,6 +5,8 @@
 // y, dY [..., N]; xa [..., r]. Without a and b (or with r = 0) it is a plain linear layer.
 // Gradients given as tensors are accumulated into (dX only with accumulateDx); the others are
 // returned fresh. The backward must get the forward's dropout and seed to regenerate its mask.
+// x, weight, bias, y, dY and dX are float32 (or bfloat16 on the CUDA backend) and share one dtype;
+// the adapters a, b, xa and the parameter gradients dA, dB, dWeight, dBias are always float32.
 #include <sstream>
 #include <string>
 #include <utility>
@@ -14,6 +16,7 @@
 #include "args.h"
 #include "backend.h"
 #include "batch_dims.h"
+#include "dispatch.h"
 #include "registry.h"
 
 namespace rlhf::binding {
@@ -36,9 +39,9 @@ struct LoraInputs {
 // Reads x, weight, the adapters (both or neither), scale, dropout and seed.
 LoraInputs readInputs(OpArgs& args) {
   LoraInputs in{};
-  in.x = &batchedTensor(args, "x", DType::Float32, {"K"}, 2);
+  in.x = &batchedFloatTensor(args, "x", {"K"}, 2);
   in.batchRank = in.x->shape().size() - 1;
-  in.weight = &args.tensor("weight", DType::Float32, {"N", "K"});
+  in.weight = &args.floatTensor("weight", {"N", "K"});
   in.a = args.optionalTensor("a", DType::Float32, {"r", "K"});
   in.b = args.optionalTensor("b", DType::Float32, {"N", "r"});
   if (!in.a != !in.b) args.fail("'a' and 'b' (the LoRA adapters) must be given together");
@@ -80,13 +83,13 @@ void checkDistinct(const OpArgs& args, const std::vector<std::pair<TensorWrap*, 
 Napi::Value Lora(const Napi::CallbackInfo& info) {
   OpArgs args(info, "lora");
   LoraInputs in = readInputs(args);
-  TensorWrap* bias = args.optionalTensor("bias", DType::Float32, {"N"});
+  TensorWrap* bias = args.optionalFloatTensor("bias", {"N"});
   args.finish();
   std::vector<int64_t> yShape(in.x->shape().begin(), in.x->shape().end() - 1);
   std::vector<int64_t> xaShape = yShape;
   yShape.push_back(in.n);
   xaShape.push_back(in.rank);
-  NewTensor y = newTensor(args.env(), DType::Float32, yShape);
+  NewTensor y = newTensor(args.env(), args.floatDType(), yShape);
   Napi::Object result = Napi::Object::New(args.env());
   result.Set("y", y.js);
   float* xa = nullptr;
@@ -95,18 +98,21 @@ Napi::Value Lora(const Napi::CallbackInfo& info) {
     xa = t.t->data<float>();
     result.Set("xa", t.js);
   }
-  backend::lora({in.x->data<float>(), in.weight->data<float>(), bias ? bias->data<float>() : nullptr,
-             in.a ? in.a->data<float>() : nullptr, in.b ? in.b->data<float>() : nullptr, y.t->data<float>(), xa,
-             in.m, in.k, in.n, in.rank, in.scale, in.dropout, in.seed});
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    backend::lora(LoraArgsT<T>{in.x->data<T>(), in.weight->data<T>(), bias ? bias->data<T>() : nullptr,
+                               in.a ? in.a->data<float>() : nullptr, in.b ? in.b->data<float>() : nullptr,
+                               y.t->data<T>(), xa, in.m, in.k, in.n, in.rank, in.scale, in.dropout, in.seed});
+  });
   return result;
 }
 
 Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
   OpArgs args(info, "loraBackward");
   LoraInputs in = readInputs(args);
-  TensorWrap& dY = args.tensor("dY", DType::Float32, batchShape(args, "dY", in.batchRank, {"N"}));
+  TensorWrap& dY = args.floatTensor("dY", batchShape(args, "dY", in.batchRank, {"N"}));
   TensorWrap* xa = args.optionalTensor("xa", DType::Float32, batchShape(args, "xa", in.batchRank, {"r"}));
-  TensorWrap* dXIn = args.optionalTensor("dX", DType::Float32, batchShape(args, "dX", in.batchRank, {"K"}));
+  TensorWrap* dXIn = args.optionalFloatTensor("dX", batchShape(args, "dX", in.batchRank, {"K"}));
   const bool wantDx = args.boolean("wantDx", true);
   const bool accumulateDx = args.boolean("accumulateDx", false);
   TensorWrap* dAIn = args.optionalTensor("dA", DType::Float32, {"r", "K"});
@@ -126,28 +132,33 @@ Napi::Value LoraBackward(const Napi::CallbackInfo& info) {
   checkDistinct(args, {{dXIn, "dX"}, {dAIn, "dA"}, {dBIn, "dB"}, {dWeightIn, "dWeight"}, {dBiasIn, "dBias"}},
                 {{&dY, "dY"}, {in.x, "x"}, {in.weight, "weight"}, {in.a, "a"}, {in.b, "b"}, {xa, "xa"}});
 
-  // Each gradient: the given tensor (accumulated into), or a fresh zero tensor of `shape`.
+  // Each gradient: the given tensor (accumulated into), or a fresh zero tensor of `dtype` and `shape`.
   Napi::Object options = info[0].As<Napi::Object>();
   Napi::Object result = Napi::Object::New(args.env());
-  auto output = [&](const char* key, TensorWrap* given, bool wanted, const std::vector<int64_t>& shape) -> float* {
+  auto output = [&](const char* key, TensorWrap* given, bool wanted, DType dtype,
+                    const std::vector<int64_t>& shape) -> TensorWrap* {
     if (!wanted) return nullptr;
     if (given) {
       result.Set(key, options.Get(key));
-      return given->data<float>();
+      return given;
     }
-    NewTensor t = newTensor(args.env(), DType::Float32, shape);
+    NewTensor t = newTensor(args.env(), dtype, shape);
     result.Set(key, t.js);
-    return t.t->data<float>();
+    return t.t;
   };
-  float* dX = output("dX", dXIn, wantDx, in.x->shape());
-  float* dA = output("dA", dAIn, in.a != nullptr, {in.rank, in.k});
-  float* dB = output("dB", dBIn, in.a != nullptr, {in.n, in.rank});
-  float* dWeight = output("dWeight", dWeightIn, wantWeight, in.weight->shape());
-  float* dBias = output("dBias", dBiasIn, wantBias, {in.n});
-  backend::loraBackward({dY.data<float>(), in.x->data<float>(), in.weight->data<float>(),
-                     in.a ? in.a->data<float>() : nullptr, in.b ? in.b->data<float>() : nullptr,
-                     xa ? xa->data<float>() : nullptr, dX, dA, dB, dWeight, dBias, in.m, in.k, in.n, in.rank, in.scale,
-                     in.dropout, in.seed, accumulateDx});
+  TensorWrap* dX = output("dX", dXIn, wantDx, args.floatDType(), in.x->shape());
+  TensorWrap* dA = output("dA", dAIn, in.a != nullptr, DType::Float32, {in.rank, in.k});
+  TensorWrap* dB = output("dB", dBIn, in.a != nullptr, DType::Float32, {in.n, in.rank});
+  TensorWrap* dWeight = output("dWeight", dWeightIn, wantWeight, DType::Float32, in.weight->shape());
+  TensorWrap* dBias = output("dBias", dBiasIn, wantBias, DType::Float32, {in.n});
+  auto floats = [](TensorWrap* t) { return t ? t->data<float>() : nullptr; };
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    backend::loraBackward(LoraBackwardArgsT<T>{
+        dY.data<T>(), in.x->data<T>(), in.weight->data<T>(), floats(in.a), floats(in.b), floats(xa),
+        dX ? dX->data<T>() : nullptr, floats(dA), floats(dB), floats(dWeight), floats(dBias), in.m, in.k, in.n,
+        in.rank, in.scale, in.dropout, in.seed, accumulateDx});
+  });
   return result;
 }
 

@@ -1,7 +1,8 @@
 /**
  * LoRA linear layer: y = x·Wᵀ (+ bias) + scale · (drop(x)·Aᵀ)·Bᵀ, computed without ever forming
  * B·A. Without adapters (or with rank 0) it is the plain linear layer, which is also how adapters
- * are switched off for a reference-model forward.
+ * are switched off for a reference-model forward. x, weight, bias (and y, dY, dX) are float32, or
+ * bfloat16 on the CUDA backend; the adapters, xa and the parameter gradients are always float32.
  */
 import { nativeFunction } from "../addon";
 import { Tensor } from "../tensor";

@@ -1,7 +1,9 @@
 /**
  * Matmul: C = alpha · op(A) · op(B) (+ C when accumulating), batched, and its backward.
  * A is [M, K] ([K, M] with transA) or [batch, ., .]; B is [K, N] ([N, K] with transB) or batched;
- * a rank-2 operand is broadcast over the other's batch.
+ * a rank-2 operand is broadcast over the other's batch. A and B are float32, or bfloat16 on the CUDA
+ * backend (float32 accumulation); the result has their dtype, and a given `out` (or dA/dB) may also
+ * be float32 when they are bfloat16.
  */
 import { nativeFunction } from "../addon";
 import { Tensor } from "../tensor";
