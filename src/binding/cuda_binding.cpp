@@ -1,5 +1,5 @@
 // cudaInfo() -> { deviceCount, error, runtimeVersion, driverVersion, deviceName, computeCapability,
-// totalMemory, gemm }: only in the CUDA addon built by CMakeLists.txt (RLHF_WITH_CUDA). `gemm` says
+// totalMemory, gemmBackend }: only in the CUDA addon built by CMakeLists.txt (RLHF_WITH_CUDA). `gemmBackend` says
 // which GEMM backend runs (cuBLASLt and the file it loaded from, or the handwritten kernels and why).
 #ifdef RLHF_WITH_CUDA
 
