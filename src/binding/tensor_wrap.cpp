@@ -12,8 +12,11 @@
 namespace rlhf::binding {
 namespace {
 
-// Tags every tensor object so that FromValue never unwraps a foreign object as a tensor.
-constexpr napi_type_tag kTensorTag = {0x9b2c4e1d7a3f5086ULL, 0x1f0e2d3c4b5a6978ULL};
+// Tags every tensor object so that FromValue never unwraps a foreign object as a tensor. The tag
+// differs per backend: a CPU tensor (host memory) handed to the CUDA addon, or the reverse, is
+// "not a tensor" rather than a pointer into the wrong memory.
+constexpr napi_type_tag kTensorTag = {0x9b2c4e1d7a3f5086ULL, backend::kHostMemory ? 0x1f0e2d3c4b5a6978ULL
+                                                                                  : 0x1f0e2d3c4b5a6979ULL};
 // Passed to the constructor by Create(); JS code cannot construct tensors directly.
 int kConstructToken = 0;
 
