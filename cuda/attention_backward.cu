@@ -58,45 +58,43 @@ __global__ void __launch_bounds__(256) rowDotKernel(const D* out, const D* dOut,
 // ---------------------------------------------------------------------------------------------
 // dQ on tensor cores. Block: 4 warps, 64 query rows, warp w owning rows [16w, 16w + 16); the
 // latest query tiles first. Q_w's fragments stay in registers, the dO tile in shared memory. Per
-// key tile of BC keys:
+// key tile of BC keys (K, V and mask bits double-buffered with asynchronous copies, as in the
+// forward):
 //   S = Q_w·Kᵀ and dP = dO_w·Vᵀ as [16, BC] accumulator fragments; P = 2^(x − lse₂) and
 //   dS = P ∘ (dP − Di) elementwise in registers (the element-to-row/column mapping read once,
 //   fragmentCoordinates); dS → bf16 in the warp's shared tile; dQ_w += dS·K (DP/16 float
 //   accumulator fragments in registers). Finally dQ = scale · dQ_w → bf16.
-// Shared memory (LayoutDq): D = 128 (BC = 32): 17 KB K/V + 17 KB dO + 5 KB dS + 5 KB scratch
-// ≈ 45 KB; D = 64 (BC = 64): ≈ 43 KB; both under the default 48 KB. Registers at D = 128: Q
-// fragments 32 + dQ accumulators 64 + S and dP 32 ≈ 170: 3 blocks per SM.
+// Shared memory (LayoutDq): D = 128 (BC = 32): 2 × 17 KB K/V stages + 17 KB dO + 5 KB dS ≈ 57 KB;
+// D = 64 (BC = 64): 2 × 18 KB + 9 KB + 9 KB = 55 KB (opt-in above 48 KB). Registers: Q fragments,
+// dQ accumulators, S and dP fragments ≈ 250 (a tighter bound spills): 2 blocks, 8 warps per SM.
 template <int DP, int BC>
 struct LayoutDq {
   static constexpr int kRows = 64, kWarps = 4, kThreads = 128;
   static constexpr int ldK = DP + 8;  // bf16 K, V, Q, dO rows
   static constexpr int ldD = BC + 8;  // bf16 dS rows
-  static constexpr int ldE = 20;      // float 16×16 scratch rows
-  static constexpr size_t kvRows = 2 * BC > kRows ? 2 * BC : kRows;
-  static constexpr size_t kOff = 0;  // K tile, V tile; at the start the Q tile
-  static constexpr size_t vOff = size_t{2} * BC * ldK;
-  static constexpr size_t dOOff = align128(size_t{2} * kvRows * ldK);
+  static constexpr int ldE = ldD / 2;  // float rows of the 16×16 scratch tile laid over the warp's dS tile
+  static constexpr size_t stageBytes = size_t{2} * 2 * BC * ldK;  // [K tile; V tile]
+  static constexpr size_t vOff = size_t{2} * BC * ldK;            // within a stage
+  static constexpr size_t dOOff = align128(2 * stageBytes);       // the stages hold the Q tile at first
   static constexpr size_t dSOff = dOOff + align128(size_t{2} * kRows * ldK);
-  static constexpr size_t scratchOff = dSOff + align128(size_t{2} * kWarps * 16 * ldD);
-  static constexpr size_t keyOkOff = scratchOff + align128(size_t{4} * kWarps * 16 * ldE);
-  static constexpr size_t statOff = keyOkOff + align128(size_t{4} * BC);  // per warp: lse₂[16], Di[16]
+  static constexpr size_t keyOkOff = dSOff + align128(size_t{2} * kWarps * 16 * ldD);  // [2][BC]
+  static constexpr size_t statOff = keyOkOff + align128(size_t{4} * 2 * BC);  // per warp: lse₂[16], Di[16]
   static constexpr size_t bytes = statOff + align128(size_t{4} * kWarps * 32);
   static_assert(DP % 16 == 0 && BC % 16 == 0, "WMMA tiles are 16×16");
-  static_assert(bytes <= 48 * 1024, "fits the default shared memory of a block");
+  static_assert(ldE >= 16 && ldE % 4 == 0, "the scratch tile fits a dS tile");
+  static_assert(size_t{2} * kRows * ldK <= 2 * stageBytes, "the Q tile fits the K/V stages");
+  static_assert(bytes <= 96 * 1024, "fits the opt-in shared memory of every sm_80+ card");
 };
 
 template <int DP, int BC>
-__global__ void __launch_bounds__(128) dqWmmaKernel(BackwardParams<Bf16> p) {
+__global__ void __launch_bounds__(128, 2) dqWmmaKernel(BackwardParams<Bf16> p) {
   using L = LayoutDq<DP, BC>;
   unsigned char* smem = dynamicSmem();
-  Bf16* ks = reinterpret_cast<Bf16*>(smem + L::kOff);
-  Bf16* vs = reinterpret_cast<Bf16*>(smem + L::vOff);
   Bf16* dOs = reinterpret_cast<Bf16*>(smem + L::dOOff);
-  int* keyOk = reinterpret_cast<int*>(smem + L::keyOkOff);
   const Geometry& g = p.geo;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  Bf16* dSw = reinterpret_cast<Bf16*>(smem + L::dSOff) + warp * 16 * L::ldD;        // [16, ldD]
-  float* scratch = reinterpret_cast<float*>(smem + L::scratchOff) + warp * 16 * L::ldE;  // [16, ldE]
+  Bf16* dSw = reinterpret_cast<Bf16*>(smem + L::dSOff) + warp * 16 * L::ldD;  // [16, ldD]
+  float* scratch = reinterpret_cast<float*>(dSw);  // [16, ldE]: before and after the key loop
   float* lse2 = reinterpret_cast<float*>(smem + L::statOff) + warp * 32;  // this warp's rows' lse · log2 e
   float* di = lse2 + 16;
 
@@ -107,7 +105,8 @@ __global__ void __launch_bounds__(128) dqWmmaKernel(BackwardParams<Bf16> p) {
   const int rows = static_cast<int>(imin(L::kRows, g.seqQ - t0));
   const int dim = static_cast<int>(g.dim);
 
-  stageTile(ks, L::ldK, p.q + g.qRow(b, t0, h), g.qStride(), L::kRows, rows, dim, DP, p.vec, tid, L::kThreads);
+  Bf16* qs = reinterpret_cast<Bf16*>(smem);
+  stageTile(qs, L::ldK, p.q + g.qRow(b, t0, h), g.qStride(), L::kRows, rows, dim, DP, p.vec, tid, L::kThreads);
   stageTile(dOs, L::ldK, p.dOut + g.qRow(b, t0, h), g.qStride(), L::kRows, rows, dim, DP, p.vec, tid, L::kThreads);
   if (lane < 16) {
     const int64_t t = t0 + warp * 16 + lane;
@@ -117,21 +116,38 @@ __global__ void __launch_bounds__(128) dqWmmaKernel(BackwardParams<Bf16> p) {
   __syncthreads();
   FragA qf[DP / 16];
 #pragma unroll
-  for (int kk = 0; kk < DP / 16; ++kk) wmma::load_matrix_sync(qf[kk], ks + warp * 16 * L::ldK + kk * 16, L::ldK);
+  for (int kk = 0; kk < DP / 16; ++kk) wmma::load_matrix_sync(qf[kk], qs + warp * 16 * L::ldK + kk * 16, L::ldK);
   int coord[kFragElems];
   fragmentCoordinates(scratch, L::ldE, coord);
   FragC dq[DP / 16];
 #pragma unroll
   for (int n = 0; n < DP / 16; ++n) wmma::fill_fragment(dq[n], 0.0f);
+  __syncthreads();  // every warp holds its Q fragments before K/V tiles overwrite the Q tile
+
+  auto issueTile = [&](int64_t j0, int buf) {
+    Bf16* ks = reinterpret_cast<Bf16*>(smem + buf * L::stageBytes);
+    const int keys = static_cast<int>(imin(BC, g.seqK - j0));
+    stageTileAsync(ks, L::ldK, p.k + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
+    stageTileAsync(ks + L::vOff / 2, L::ldK, p.v + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid,
+                   L::kThreads);
+    if (tid < BC) reinterpret_cast<int*>(smem + L::keyOkOff)[buf * BC + tid] = g.keyAllowed(b, j0 + tid);
+    commitAsyncCopies();
+  };
 
   const int64_t keyEnd = g.keyEnd(t0 + rows);
-  for (int64_t j0 = 0; j0 < keyEnd; j0 += BC) {
-    __syncthreads();  // the previous tile's K, V, key bits and dS (and at first the Q tile) are read
-    const int keys = static_cast<int>(imin(BC, g.seqK - j0));
-    stageTile(ks, L::ldK, p.k + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
-    stageTile(vs, L::ldK, p.v + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
-    if (tid < BC) keyOk[tid] = g.keyAllowed(b, j0 + tid);
-    __syncthreads();
+  if (keyEnd > 0) issueTile(0, 0);
+  for (int64_t j0 = 0, it = 0; j0 < keyEnd; j0 += BC, ++it) {
+    const int buf = static_cast<int>(it & 1);
+    if (j0 + BC < keyEnd) {
+      issueTile(j0 + BC, buf ^ 1);
+      waitAsyncCopies<1>();
+    } else {
+      waitAsyncCopies<0>();
+    }
+    __syncthreads();  // tile `it` has landed for the whole block
+    const Bf16* ks = reinterpret_cast<const Bf16*>(smem + buf * L::stageBytes);
+    const Bf16* vs = ks + L::vOff / 2;
+    const int* keyOk = reinterpret_cast<const int*>(smem + L::keyOkOff) + buf * BC;
 
     // S = Q_w·Kᵀ, then P in place.
     FragC s[BC / 16];
@@ -189,6 +205,7 @@ __global__ void __launch_bounds__(128) dqWmmaKernel(BackwardParams<Bf16> p) {
         wmma::mma_sync(dq[n], dsa, kb, dq[n]);
       }
     }
+    __syncthreads();  // every warp is done with stage `buf` (and its dS tile) before the next refill
   }
 
   const int validRows = min(16, rows - warp * 16);
@@ -205,55 +222,53 @@ __global__ void __launch_bounds__(128) dqWmmaKernel(BackwardParams<Bf16> p) {
 }
 
 // ---------------------------------------------------------------------------------------------
-// dK and dV on tensor cores. Block: 8 warps, 64 keys of one (b, kv head); it loops over the
+// dK and dV on tensor cores. Block: 8 warps, 64 keys of one (b, kv head); it steps over the
 // group's query heads and, per head, over tiles of 32 queries from the first query that sees the
-// key tile. Per query tile:
+// key tile (Q, dO tiles and their lse, Di double-buffered with asynchronous copies). Per step:
 //   phase 1, warp w computes the [16 queries, 16 keys] block (w / 4, w % 4) of S = Q·Kᵀ and of
 //   dP = dO·Vᵀ, then P and dS = P ∘ (dP − Di) elementwise (fragmentCoordinates), into the shared
 //   bf16 tiles P, dS [32 queries, 64 keys];
 //   phase 2, warp w accumulates keys [16·(w % 4), +16) × dimensions [(w / 4)·DP/2, +DP/2) of
 //   dV += Pᵀ·dO and dK += dSᵀ·Q (Pᵀ and dSᵀ read as col-major A operands; DP/32 accumulator
 //   fragments each, in registers).
-// Finally dK = scale · dK. Shared memory (LayoutDkv): D = 128: 34 KB K/V + 17 KB Q/dO + 9 KB P/dS
-// + 10 KB scratch ≈ 71 KB (opt-in above 48 KB: 3 blocks per H100 SM, 1 on sm_86/89); D = 64:
-// ≈ 47 KB. Registers ≈ 64 accumulators + 16 for S/dP: 2 blocks (16 warps) per SM.
+// Finally dK = scale · dK. Shared memory (LayoutDkv): D = 128: 34 KB K/V + 2 × 17 KB Q/dO stages +
+// 9 KB P/dS ≈ 78 KB (opt-in); D = 64: ≈ 46 KB. Registers ≈ 250 at D = 128 (dK, dV accumulators 64,
+// and hoisted fragments; a bound of 128 spills): one block, 8 warps per SM.
 template <int DP>
 struct LayoutDkv {
   static constexpr int kKeys = 64, kQueries = 32, kWarps = 8, kThreads = 256;
-  static constexpr int ldK = DP + 8;      // bf16 K, V, Q, dO rows
-  static constexpr int ldP = kKeys + 8;   // bf16 P, dS rows
-  static constexpr int ldE = 20;          // float 16×16 scratch rows
+  static constexpr int ldK = DP + 8;     // bf16 K, V, Q, dO rows
+  static constexpr int ldP = kKeys + 8;  // bf16 P, dS rows
+  static constexpr int ldE = 16;         // float rows of the per-warp 16×16 scratch tiles over P/dS
   static constexpr size_t kOff = 0;
   static constexpr size_t vOff = align128(size_t{2} * kKeys * ldK);
-  static constexpr size_t qOff = vOff + align128(size_t{2} * kKeys * ldK);
-  static constexpr size_t dOOff = qOff + align128(size_t{2} * kQueries * ldK);
-  static constexpr size_t pOff = dOOff + align128(size_t{2} * kQueries * ldK);
+  static constexpr size_t stageOff = vOff + align128(size_t{2} * kKeys * ldK);  // 2 × [Q tile; dO tile]
+  static constexpr size_t stageBytes = size_t{2} * 2 * kQueries * ldK;
+  static constexpr size_t dOInStage = size_t{2} * kQueries * ldK;
+  static constexpr size_t pOff = stageOff + align128(2 * stageBytes);
   static constexpr size_t dSOff = pOff + align128(size_t{2} * kQueries * ldP);
-  static constexpr size_t scratchOff = dSOff + align128(size_t{2} * kQueries * ldP);
-  static constexpr size_t keyOkOff = scratchOff + align128(size_t{4} * kWarps * 16 * ldE);
-  static constexpr size_t statOff = keyOkOff + align128(size_t{4} * kKeys);  // lse₂[32], Di[32]
-  static constexpr size_t bytes = statOff + align128(size_t{4} * 2 * kQueries);
+  static constexpr size_t keyOkOff = dSOff + align128(size_t{2} * kQueries * ldP);
+  static constexpr size_t statOff = keyOkOff + align128(size_t{4} * kKeys);  // [2][lse₂[32], Di[32]]
+  static constexpr size_t bytes = statOff + align128(size_t{4} * 2 * 2 * kQueries);
   static_assert(DP % 32 == 0, "each warp takes DP/2 dimensions in 16-wide fragments");
+  static_assert(size_t{4} * kWarps * 16 * ldE <= keyOkOff - pOff, "the scratch tiles fit P and dS");
   static_assert(bytes <= 96 * 1024, "fits the opt-in shared memory of every sm_80+ card");
 };
 
 template <int DP>
-__global__ void __launch_bounds__(256) dkvWmmaKernel(BackwardParams<Bf16> p) {
+__global__ void __launch_bounds__(256, 1) dkvWmmaKernel(BackwardParams<Bf16> p) {
   using L = LayoutDkv<DP>;
   constexpr int kCols = DP / 2;  // dimensions per warp in phase 2
   unsigned char* smem = dynamicSmem();
   Bf16* ks = reinterpret_cast<Bf16*>(smem + L::kOff);
   Bf16* vs = reinterpret_cast<Bf16*>(smem + L::vOff);
-  Bf16* qs = reinterpret_cast<Bf16*>(smem + L::qOff);
-  Bf16* dOs = reinterpret_cast<Bf16*>(smem + L::dOOff);
   Bf16* ps = reinterpret_cast<Bf16*>(smem + L::pOff);
   Bf16* dSs = reinterpret_cast<Bf16*>(smem + L::dSOff);
   int* keyOk = reinterpret_cast<int*>(smem + L::keyOkOff);
-  float* lse2 = reinterpret_cast<float*>(smem + L::statOff);  // [32] lse · log2 e of the query tile
-  float* di = lse2 + L::kQueries;                              // [32]
   const Geometry& g = p.geo;
   const int tid = threadIdx.x, warp = tid >> 5;
-  float* scratch = reinterpret_cast<float*>(smem + L::scratchOff) + warp * 16 * L::ldE;
+  // Per-warp [16, 16] float scratch over the P and dS tiles: used before and after the steps only.
+  float* scratch = reinterpret_cast<float*>(smem + L::pOff) + warp * 16 * L::ldE;
 
   const int64_t pair = blockIdx.x % (g.batch * g.headsKv);
   const int64_t b = pair / g.headsKv, kvHead = pair % g.headsKv;
@@ -275,63 +290,87 @@ __global__ void __launch_bounds__(256) dkvWmmaKernel(BackwardParams<Bf16> p) {
     wmma::fill_fragment(dk[n], 0.0f);
   }
 
+  // Steps: (query head h, query tile tq0) for h in the group, tq0 from the first query that sees a
+  // key of the tile. Step `step` is staged into stage `buf` as one commit group.
   const int64_t tStart = g.firstQuery(j0);
-  for (int64_t h = kvHead * g.group; h < (kvHead + 1) * g.group; ++h) {
-    for (int64_t tq0 = tStart; tq0 < g.seqQ; tq0 += L::kQueries) {
-      __syncthreads();  // the previous tile's Q, dO, P, dS and statistics are read (at first: K, V staged)
-      const int queries = static_cast<int>(imin(L::kQueries, g.seqQ - tq0));
-      stageTile(qs, L::ldK, p.q + g.qRow(b, tq0, h), g.qStride(), L::kQueries, queries, dim, DP, p.vec, tid,
-                L::kThreads);
-      stageTile(dOs, L::ldK, p.dOut + g.qRow(b, tq0, h), g.qStride(), L::kQueries, queries, dim, DP, p.vec, tid,
-                L::kThreads);
-      if (tid < L::kQueries) {
-        lse2[tid] = tid < queries ? p.lse[g.statRow(b, h) + tq0 + tid] * kLog2e : kNegInf;
-        di[tid] = tid < queries ? p.rowDot[g.statRow(b, h) + tq0 + tid] : 0.0f;
-      }
-      __syncthreads();
+  const int64_t tilesPerHead = (g.seqQ - tStart + L::kQueries - 1) / L::kQueries;
+  const int64_t steps = g.group * tilesPerHead;
+  auto stepHead = [&](int64_t step) { return kvHead * g.group + step / tilesPerHead; };
+  auto stepStart = [&](int64_t step) { return tStart + step % tilesPerHead * L::kQueries; };
+  auto issueStep = [&](int64_t step, int buf) {
+    const int64_t h = stepHead(step), tq0 = stepStart(step);
+    const int queries = static_cast<int>(imin(L::kQueries, g.seqQ - tq0));
+    Bf16* qs = reinterpret_cast<Bf16*>(smem + L::stageOff + buf * L::stageBytes);
+    stageTileAsync(qs, L::ldK, p.q + g.qRow(b, tq0, h), g.qStride(), L::kQueries, queries, dim, DP, p.vec, tid,
+                   L::kThreads);
+    stageTileAsync(qs + L::dOInStage / 2, L::ldK, p.dOut + g.qRow(b, tq0, h), g.qStride(), L::kQueries, queries, dim,
+                   DP, p.vec, tid, L::kThreads);
+    if (tid < L::kQueries) {
+      float* stat = reinterpret_cast<float*>(smem + L::statOff) + buf * 2 * L::kQueries;
+      stat[tid] = tid < queries ? p.lse[g.statRow(b, h) + tq0 + tid] * kLog2e : kNegInf;
+      stat[L::kQueries + tid] = tid < queries ? p.rowDot[g.statRow(b, h) + tq0 + tid] : 0.0f;
+    }
+    commitAsyncCopies();
+  };
 
-      // Phase 1: this warp's 16×16 blocks of S and dP → P, dS.
-      FragC s, dp;
-      wmma::fill_fragment(s, 0.0f);
-      wmma::fill_fragment(dp, 0.0f);
-#pragma unroll
-      for (int kk = 0; kk < DP / 16; ++kk) {
-        FragA a;
-        FragBT bt;
-        wmma::load_matrix_sync(a, qs + qBlock * 16 * L::ldK + kk * 16, L::ldK);
-        wmma::load_matrix_sync(bt, ks + kBlock * 16 * L::ldK + kk * 16, L::ldK);
-        wmma::mma_sync(s, a, bt, s);
-        wmma::load_matrix_sync(a, dOs + qBlock * 16 * L::ldK + kk * 16, L::ldK);
-        wmma::load_matrix_sync(bt, vs + kBlock * 16 * L::ldK + kk * 16, L::ldK);
-        wmma::mma_sync(dp, a, bt, dp);
-      }
-#pragma unroll
-      for (int i = 0; i < kFragElems; ++i) {
-        const int qr = qBlock * 16 + (coord[i] >> 4), kc = kBlock * 16 + (coord[i] & 15);
-        const float rowLse = lse2[qr];
-        const bool visible = keyOk[kc] && g.causalAllows(tq0 + qr, j0 + kc) && rowLse != kNegInf;
-        const float prob = visible ? exp2f(s.x[i] * g.scaleLog2 - rowLse) : 0.0f;
-        ps[qr * L::ldP + kc] = __float2bfloat16_rn(prob);
-        dSs[qr * L::ldP + kc] = __float2bfloat16_rn(prob * (dp.x[i] - di[qr]));
-      }
-      __syncthreads();
+  if (steps > 0) issueStep(0, 0);
+  for (int64_t step = 0; step < steps; ++step) {
+    const int buf = static_cast<int>(step & 1);
+    if (step + 1 < steps) {
+      issueStep(step + 1, buf ^ 1);
+      waitAsyncCopies<1>();
+    } else {
+      waitAsyncCopies<0>();
+    }
+    __syncthreads();  // step `step` has landed for the whole block (and K, V at the first step)
+    const int64_t tq0 = stepStart(step);
+    const Bf16* qs = reinterpret_cast<const Bf16*>(smem + L::stageOff + buf * L::stageBytes);
+    const Bf16* dOs = qs + L::dOInStage / 2;
+    const float* lse2 = reinterpret_cast<const float*>(smem + L::statOff) + buf * 2 * L::kQueries;
+    const float* di = lse2 + L::kQueries;
 
-      // Phase 2: dV += Pᵀ·dO, dK += dSᵀ·Q for this warp's keys and dimensions.
+    // Phase 1: this warp's 16×16 blocks of S and dP → P, dS.
+    FragC s, dp;
+    wmma::fill_fragment(s, 0.0f);
+    wmma::fill_fragment(dp, 0.0f);
 #pragma unroll
-      for (int kk = 0; kk < L::kQueries / 16; ++kk) {
-        FragAT pt, dst;
-        wmma::load_matrix_sync(pt, ps + kk * 16 * L::ldP + kBlock * 16, L::ldP);
-        wmma::load_matrix_sync(dst, dSs + kk * 16 * L::ldP + kBlock * 16, L::ldP);
+    for (int kk = 0; kk < DP / 16; ++kk) {
+      FragA a;
+      FragBT bt;
+      wmma::load_matrix_sync(a, qs + qBlock * 16 * L::ldK + kk * 16, L::ldK);
+      wmma::load_matrix_sync(bt, ks + kBlock * 16 * L::ldK + kk * 16, L::ldK);
+      wmma::mma_sync(s, a, bt, s);
+      wmma::load_matrix_sync(a, dOs + qBlock * 16 * L::ldK + kk * 16, L::ldK);
+      wmma::load_matrix_sync(bt, vs + kBlock * 16 * L::ldK + kk * 16, L::ldK);
+      wmma::mma_sync(dp, a, bt, dp);
+    }
 #pragma unroll
-        for (int n = 0; n < kCols / 16; ++n) {
-          FragB bm;
-          wmma::load_matrix_sync(bm, dOs + kk * 16 * L::ldK + c0 + n * 16, L::ldK);
-          wmma::mma_sync(dv[n], pt, bm, dv[n]);
-          wmma::load_matrix_sync(bm, qs + kk * 16 * L::ldK + c0 + n * 16, L::ldK);
-          wmma::mma_sync(dk[n], dst, bm, dk[n]);
-        }
+    for (int i = 0; i < kFragElems; ++i) {
+      const int qr = qBlock * 16 + (coord[i] >> 4), kc = kBlock * 16 + (coord[i] & 15);
+      const float rowLse = lse2[qr];
+      const bool visible = keyOk[kc] && g.causalAllows(tq0 + qr, j0 + kc) && rowLse != kNegInf;
+      const float prob = visible ? exp2f(s.x[i] * g.scaleLog2 - rowLse) : 0.0f;
+      ps[qr * L::ldP + kc] = __float2bfloat16_rn(prob);
+      dSs[qr * L::ldP + kc] = __float2bfloat16_rn(prob * (dp.x[i] - di[qr]));
+    }
+    __syncthreads();
+
+    // Phase 2: dV += Pᵀ·dO, dK += dSᵀ·Q for this warp's keys and dimensions.
+#pragma unroll
+    for (int kk = 0; kk < L::kQueries / 16; ++kk) {
+      FragAT pt, dst;
+      wmma::load_matrix_sync(pt, ps + kk * 16 * L::ldP + kBlock * 16, L::ldP);
+      wmma::load_matrix_sync(dst, dSs + kk * 16 * L::ldP + kBlock * 16, L::ldP);
+#pragma unroll
+      for (int n = 0; n < kCols / 16; ++n) {
+        FragB bm;
+        wmma::load_matrix_sync(bm, dOs + kk * 16 * L::ldK + c0 + n * 16, L::ldK);
+        wmma::mma_sync(dv[n], pt, bm, dv[n]);
+        wmma::load_matrix_sync(bm, qs + kk * 16 * L::ldK + c0 + n * 16, L::ldK);
+        wmma::mma_sync(dk[n], dst, bm, dk[n]);
       }
     }
+    __syncthreads();  // P, dS and stage `buf` are read before the next step rewrites them
   }
 
   // dV and scale · dK → bf16 rows [j0 + 16·kBlock, +16), dimensions [c0, c0 + DP/2).
@@ -374,7 +413,7 @@ void launchBackwardWmma(const BackwardParams<Bf16>& p) {
 // computes S[r][j] = q_r·k_j and dP[r][j] = dO_r·v_j for its warp's 8 rows; P and dS in registers;
 // dS → the warp's [8, 32] shared tile; dQ[r][d] += Σ_j dS[r][j]·K[j][d] (lane owns d).
 // Shared memory: Q, dO rows (resident when D ≤ 128), K, V column tiles, K's slice when D > 128,
-// dS. D = 128: 32 KB + 33 KB + 4 KB ≈ 69 KB (opt-in); D = 64 ≈ 37 KB.
+// dS. D = 128: 32 KB + 33 KB + 4 KB ≈ 69 KB (opt-in); D = 64 ≈ 37 KB. 2 blocks (8 warps) per SM.
 struct LayoutDqSimt {
   size_t dOOff, kOff, vOff, kSliceOff, dSOff, keyOkOff, bytes;  // the Q rows start at 0
   __host__ __device__ explicit LayoutDqSimt(const SimtSplit& s) {
@@ -389,7 +428,7 @@ struct LayoutDqSimt {
 };
 
 template <typename D, int NV>
-__global__ void __launch_bounds__(kSimtThreads) dqSimtKernel(BackwardParams<D> p) {
+__global__ void __launch_bounds__(kSimtThreads, 2) dqSimtKernel(BackwardParams<D> p) {
   constexpr int R = kSimtRowsPerWarp;
   const Geometry& g = p.geo;
   const SimtSplit split(g.dim, NV);
@@ -518,7 +557,8 @@ __global__ void __launch_bounds__(kSimtThreads) dqSimtKernel(BackwardParams<D> p
 // v_r·dO_i, P and dS in registers → the warp's [8, 32] shared tiles; then
 // dV[r][d] += Σ_i P[r][i]·dO[i][d], dK[r][d] += Σ_i dS[r][i]·Q[i][d] (lane owns d).
 // Shared memory: K, V rows (resident when D ≤ 128), Q, dO column tiles, their slices when D > 128,
-// P and dS. D = 128: 32 KB + 33 KB + 8 KB ≈ 73 KB (opt-in); D = 64 ≈ 41 KB.
+// P and dS. D = 128: 32 KB + 33 KB + 8 KB ≈ 73 KB (opt-in); D = 64 ≈ 41 KB. 2 blocks (8 warps) per
+// SM on an H100 (1 on sm_86/89 at D = 128).
 struct LayoutDkvSimt {
   size_t vOff, qOff, dOOff, qSliceOff, dOSliceOff, pOff, dSOff, keyOkOff, bytes;  // the K rows start at 0
   __host__ __device__ explicit LayoutDkvSimt(const SimtSplit& s) {
@@ -535,7 +575,7 @@ struct LayoutDkvSimt {
 };
 
 template <typename D, int NV>
-__global__ void __launch_bounds__(kSimtThreads) dkvSimtKernel(BackwardParams<D> p) {
+__global__ void __launch_bounds__(kSimtThreads, 2) dkvSimtKernel(BackwardParams<D> p) {
   constexpr int R = kSimtRowsPerWarp;
   const Geometry& g = p.geo;
   const SimtSplit split(g.dim, NV);

@@ -123,6 +123,38 @@ __device__ __forceinline__ void stageTile(S* dst, int ld, const G* src, int64_t 
   }
 }
 
+// Asynchronous 16-byte global → shared copies (cp.async, sm_80+), for double-buffered tiles: a
+// copy has landed when waitAsyncCopies<N>() returns in the issuing thread with at most N later
+// groups pending; a __syncthreads() then publishes it to the block. An invalid copy reads nothing
+// and zero-fills the 16 bytes (src must still be a valid address).
+__device__ __forceinline__ void copyAsync16(void* dst, const void* src, bool valid) {
+  const unsigned shared = static_cast<unsigned>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared), "l"(src), "r"(valid ? 16 : 0)
+               : "memory");
+}
+__device__ __forceinline__ void commitAsyncCopies() {
+  asm volatile("cp.async.commit_group;\n" ::: "memory");
+}
+template <int N>
+__device__ __forceinline__ void waitAsyncCopies() {
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+// stageTile without type conversion, through asynchronous copies when `vec` (the caller commits
+// and waits), else synchronously. The tile has at least one valid row.
+template <typename T>
+__device__ __forceinline__ void stageTileAsync(T* dst, int ld, const T* src, int64_t stride, int rows, int validRows,
+                                               int cols, int padCols, bool vec, int tid, int threads) {
+  if (!vec) return stageTile(dst, ld, src, stride, rows, validRows, cols, padCols, false, tid, threads);
+  constexpr int kPer = 16 / sizeof(T);
+  const int perRow = padCols / kPer;
+  for (int c = tid; c < rows * perRow; c += threads) {
+    const int r = c / perRow, col = (c - r * perRow) * kPer;
+    const bool valid = r < validRows && col < cols;
+    copyAsync16(dst + r * ld + col, valid ? src + r * stride + col : src, valid);
+  }
+}
+
 // The block's dynamic shared memory (one declaration for every kernel; 128-byte aligned, and
 // every region carved from it starts at a multiple of 128 bytes).
 __device__ __forceinline__ unsigned char* dynamicSmem() {

@@ -30,7 +30,8 @@ struct ForwardParams {
 // ---------------------------------------------------------------------------------------------
 // Tensor-core kernel. Block: 4 warps, 64 query rows, warp w owning rows [16w, 16w + 16); one block
 // per (b, h, query tile), the latest (heaviest, when causal) tiles first. Per key tile of BC keys:
-//   1. K and V tiles → shared memory (bf16, D zero-padded to DP); the keys' mask bits.
+//   1. K and V tiles (bf16, D zero-padded to DP) and the keys' mask bits are double-buffered: the
+//      next tile's asynchronous copies (cp.async) are in flight while this one is computed;
 //   2. each warp: S = Q_w·Kᵀ [16, BC] on tensor cores (Q_w's fragments stay in registers for the
 //      whole kernel) → its float score tile in shared memory;
 //   3. lanes 2r and 2r + 1 take row r's two halves: running max m, rescale α = 2^(m_old − m),
@@ -39,35 +40,33 @@ struct ForwardParams {
 // The accumulator's element-to-row mapping is read once per warp (fragmentCoordinates), so that
 // step 4 can scale each element by its row's α. Finally O_w / l → bf16, lse = ln 2 · m + ln l.
 //
-// Shared memory (LayoutFwd): D=128 (BC = 32): 17 KB K/V + 9 KB scores ≈ 27 KB; D=64 (BC = 64):
-// 18 KB + 17 KB ≈ 36 KB; both under the default 48 KB. About 170 registers per thread at D=128
-// (Q fragments 32, O accumulators 64): 3 blocks (12 warps) per SM by registers.
+// Shared memory (LayoutFwd): D = 128 (BC = 32): 2 × 17 KB K/V stages + 9 KB scores = 43.5 KB, under
+// the default 48 KB; D = 64 (BC = 64): 2 × 18 KB + 17 KB = 53.75 KB (opt-in). Registers: Q fragments
+// (DP/16 × 4) and O accumulators (DP/16 × 8) stay resident; the bound of 3 blocks per SM caps them
+// at 168 (no spills): 12 warps per SM on an H100 (2 blocks on sm_86/89 by shared memory).
 template <int DP, int BC>
 struct LayoutFwd {
   static constexpr int kRows = 64, kWarps = 4, kThreads = 128;
   static constexpr int ldK = DP + 8;   // bf16; rows of 16-byte multiples, shifted 4 banks apart
   static constexpr int ldS = BC + 4;   // float score rows
   static constexpr int ldP = 2 * ldS;  // the same rows seen as bf16 (P overwrites the scores)
-  // The K and V tiles; at the start the Q tile is staged there.
-  static constexpr size_t kvRows = 2 * BC > kRows ? 2 * BC : kRows;
-  static constexpr size_t kOff = 0;
-  static constexpr size_t vOff = size_t{2} * BC * ldK;
-  static constexpr size_t scoreOff = align128(size_t{2} * kvRows * ldK);
-  static constexpr size_t keyOkOff = scoreOff + align128(size_t{4} * kWarps * 16 * ldS);
-  static constexpr size_t rowScaleOff = keyOkOff + align128(size_t{4} * BC);
+  // Two stages of [K tile; V tile]; at the start the Q tile is staged there.
+  static constexpr size_t stageBytes = size_t{2} * 2 * BC * ldK;
+  static constexpr size_t vOff = size_t{2} * BC * ldK;  // within a stage
+  static constexpr size_t scoreOff = align128(2 * stageBytes);
+  static constexpr size_t keyOkOff = scoreOff + align128(size_t{4} * kWarps * 16 * ldS);  // [2][BC]
+  static constexpr size_t rowScaleOff = keyOkOff + align128(size_t{4} * 2 * BC);
   static constexpr size_t bytes = rowScaleOff + align128(size_t{4} * kWarps * 16);
   static_assert(DP % 16 == 0 && BC % 16 == 0 && BC >= 16, "WMMA tiles are 16×16");
-  static_assert(bytes <= 48 * 1024, "fits the default shared memory of a block");
+  static_assert(size_t{2} * kRows * ldK <= 2 * stageBytes, "the Q tile fits the K/V stages");
+  static_assert(bytes <= 96 * 1024, "fits the opt-in shared memory of every sm_80+ card");
 };
 
 template <int DP, int BC>
-__global__ void __launch_bounds__(128) forwardWmmaKernel(ForwardParams<Bf16> p) {
+__global__ void __launch_bounds__(128, 3) forwardWmmaKernel(ForwardParams<Bf16> p) {
   using L = LayoutFwd<DP, BC>;
   constexpr int kHalf = BC / 2;  // columns per lane in the softmax step
   unsigned char* smem = dynamicSmem();
-  Bf16* ks = reinterpret_cast<Bf16*>(smem + L::kOff);
-  Bf16* vs = reinterpret_cast<Bf16*>(smem + L::vOff);
-  int* keyOk = reinterpret_cast<int*>(smem + L::keyOkOff);
   const Geometry& g = p.geo;
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   float* sw = reinterpret_cast<float*>(smem + L::scoreOff) + warp * 16 * L::ldS;  // [16, ldS]
@@ -81,29 +80,48 @@ __global__ void __launch_bounds__(128) forwardWmmaKernel(ForwardParams<Bf16> p) 
   const int rows = static_cast<int>(imin(L::kRows, g.seqQ - t0));
   const int dim = static_cast<int>(g.dim);
 
-  // Q tile → shared → this warp's fragments.
-  stageTile(ks, L::ldK, p.q + g.qRow(b, t0, h), g.qStride(), L::kRows, rows, dim, DP, p.vec, tid, L::kThreads);
+  // Q tile → shared (over the K/V stages) → this warp's fragments.
+  Bf16* qs = reinterpret_cast<Bf16*>(smem);
+  stageTile(qs, L::ldK, p.q + g.qRow(b, t0, h), g.qStride(), L::kRows, rows, dim, DP, p.vec, tid, L::kThreads);
   __syncthreads();
   FragA qf[DP / 16];
 #pragma unroll
-  for (int kk = 0; kk < DP / 16; ++kk) wmma::load_matrix_sync(qf[kk], ks + warp * 16 * L::ldK + kk * 16, L::ldK);
+  for (int kk = 0; kk < DP / 16; ++kk) wmma::load_matrix_sync(qf[kk], qs + warp * 16 * L::ldK + kk * 16, L::ldK);
   int coord[kFragElems];
   fragmentCoordinates(sw, L::ldS, coord);
   FragC o[DP / 16];
 #pragma unroll
   for (int n = 0; n < DP / 16; ++n) wmma::fill_fragment(o[n], 0.0f);
+  __syncthreads();  // every warp holds its Q fragments before K/V tiles overwrite the Q tile
+
+  // Copies of key tile [j0, j0 + BC) into stage `buf` (K, V, mask bits), as one commit group.
+  auto issueTile = [&](int64_t j0, int buf) {
+    Bf16* ks = reinterpret_cast<Bf16*>(smem + buf * L::stageBytes);
+    const int keys = static_cast<int>(imin(BC, g.seqK - j0));
+    stageTileAsync(ks, L::ldK, p.k + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
+    stageTileAsync(ks + L::vOff / 2, L::ldK, p.v + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid,
+                   L::kThreads);
+    if (tid < BC) reinterpret_cast<int*>(smem + L::keyOkOff)[buf * BC + tid] = g.keyAllowed(b, j0 + tid);
+    commitAsyncCopies();
+  };
 
   const int r = lane >> 1, half = lane & 1;  // this lane's row of the warp's 16 and half of the tile
   const int64_t t = t0 + warp * 16 + r;
   float m = kNegInf, l = 0.0f;  // running max (base 2) and sum of the row; equal in both lanes
   const int64_t keyEnd = g.keyEnd(t0 + rows);
-  for (int64_t j0 = 0; j0 < keyEnd; j0 += BC) {
-    __syncthreads();  // the previous tile's K, V and key bits (and at first the Q tile) are read
-    const int keys = static_cast<int>(imin(BC, g.seqK - j0));
-    stageTile(ks, L::ldK, p.k + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
-    stageTile(vs, L::ldK, p.v + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
-    if (tid < BC) keyOk[tid] = g.keyAllowed(b, j0 + tid);
-    __syncthreads();
+  if (keyEnd > 0) issueTile(0, 0);
+  for (int64_t j0 = 0, it = 0; j0 < keyEnd; j0 += BC, ++it) {
+    const int buf = static_cast<int>(it & 1);
+    if (j0 + BC < keyEnd) {
+      issueTile(j0 + BC, buf ^ 1);
+      waitAsyncCopies<1>();
+    } else {
+      waitAsyncCopies<0>();
+    }
+    __syncthreads();  // tile `it` has landed for the whole block
+    const Bf16* ks = reinterpret_cast<const Bf16*>(smem + buf * L::stageBytes);
+    const Bf16* vs = ks + L::vOff / 2;
+    const int* keyOk = reinterpret_cast<const int*>(smem + L::keyOkOff) + buf * BC;
 
     // S_w = Q_w · K_tileᵀ: K row j as column j of a col-major B operand.
 #pragma unroll
@@ -174,9 +192,9 @@ __global__ void __launch_bounds__(128) forwardWmmaKernel(ForwardParams<Bf16> p) 
         wmma::mma_sync(o[n], pa[kk], vb, o[n]);
       }
     }
+    __syncthreads();  // every warp is done with stage `buf` before the next iteration refills it
   }
 
-  __syncwarp();  // the last rescale has read rowScale
   if (half == 0) {
     rowScale[r] = l > 0.0f ? 1.0f / l : 0.0f;
     if (t < g.seqQ) p.lse[g.statRow(b, h) + t] = l > 0.0f ? m * kLn2 + logf(l) : kNegInf;
@@ -213,8 +231,9 @@ void launchForwardWmma(const ForwardParams<Bf16>& p) {
 //      conflict-free 16-byte reads of K row j);
 //   3. per row: warp max and sum by shuffles, α rescale, P → the warp's [8, 32] shared tile;
 //   4. lane owns output dimensions lane + 32·v (v < NV): O[r][d] = α·O[r][d] + Σ_j P[r][j]·V[j][d].
-// Shared memory (SimtSplit): D = 128: 16 KB Q + 16.5 KB K + 16 KB V + 4 KB P ≈ 53 KB (opt-in);
-// D = 64: 29 KB. Registers: 8 rows × NV accumulators + 8 scores.
+// Shared memory (LayoutFwdSimt): D = 128: 16 KB Q + 16.5 KB K + 16 KB V + 4 KB P ≈ 53 KB (opt-in);
+// D = 64: 29 KB. Registers: 8 rows × NV accumulators, 8 scores, and the compiler's hoisted loads:
+// 180–240 under the bound of 2 blocks (8 warps) per SM, without spills.
 struct LayoutFwdSimt {
   size_t kOff, vOff, pOff, keyOkOff, bytes;  // the Q rows start at 0
   __host__ __device__ explicit LayoutFwdSimt(const SimtSplit& s) {
@@ -227,7 +246,7 @@ struct LayoutFwdSimt {
 };
 
 template <typename D, int NV>
-__global__ void __launch_bounds__(kSimtThreads) forwardSimtKernel(ForwardParams<D> p) {
+__global__ void __launch_bounds__(kSimtThreads, 2) forwardSimtKernel(ForwardParams<D> p) {
   constexpr int R = kSimtRowsPerWarp;
   const Geometry& g = p.geo;
   const SimtSplit split(g.dim, NV);
