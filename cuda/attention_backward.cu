@@ -765,7 +765,7 @@ void attentionBackward(const AttentionBackwardArgsT<T>& a) {
     if (a.headDim <= 64) return launchBackwardWmma<64, 64>(p);
     if (a.headDim <= 128) return launchBackwardWmma<128, 32>(p);
   }
-  switch (simtLanesDims(a.headDim)) {
+  switch (simtDimsPerLane(a.headDim)) {
     case 1: return launchBackwardSimt<D, 1>(p);
     case 2: return launchBackwardSimt<D, 2>(p);
     default: return launchBackwardSimt<D, 4>(p);

@@ -14,9 +14,13 @@
 
 #include <mma.h>
 
+#include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <limits>
+#include <string>
 #include <type_traits>
+#include <utility>
 
 #include "runtime.cuh"
 #include "types.cuh"
@@ -167,7 +171,7 @@ __host__ __device__ constexpr int64_t imin(int64_t a, int64_t b) { return a < b 
 
 // Launches kernel<<<blocks, threads, smem>>> on the backend's stream, first raising the kernel's
 // dynamic shared memory limit when it needs more than the default 48 KB (every sm_80+ card allows
-// at least 99 KB per block; the kernels here stay under 75 KB).
+// at least 99 KB per block; the kernels here stay under 80 KB).
 template <typename... Params, typename... Args>
 void launch(void (*kernel)(Params...), const char* name, int64_t blocks, int threads, size_t smem, Args&&... args) {
   constexpr size_t kDefaultSmem = 48 * 1024;
@@ -246,7 +250,7 @@ constexpr int kSimtThreads = kSimtWarps * 32;
 
 // Output dimensions per lane: 32·NV ≥ D up to D = 128; beyond that NV = 4 and each block computes
 // one 128-dimension slice of the output (the grid covers ceil(D/128) slices).
-inline int simtLanesDims(int64_t dim) { return dim <= 32 ? 1 : (dim <= 64 ? 2 : 4); }
+inline int simtDimsPerLane(int64_t dim) { return dim <= 32 ? 1 : (dim <= 64 ? 2 : 4); }
 
 // How a SIMT block splits D. Dot products over D run in chunks of `chunk` columns: one chunk of
 // 32·NV (zero-padded) when D ≤ 128, so the row operands stay resident in shared memory for the
@@ -272,7 +276,7 @@ struct SimtSplit {
     return resident() ? 0 : align128(size_t{4} * kSimtCols * slice);
   }
 };
-// Per warp, a [8, 32] float tile (probabilities or dS) for the accumulation step.
+// One [8, 32] float tile per warp (probabilities or dS) for the accumulation step.
 constexpr size_t kSimtWarpTileBytes = align128(size_t{4} * kSimtWarps * kSimtRowsPerWarp * kSimtCols);
 
 // Σ_{4 floats} a·b added to acc.

@@ -389,7 +389,7 @@ void attention(const AttentionArgsT<T>& a) {
     if (a.headDim <= 64) return launchForwardWmma<64, 64>(p);
     if (a.headDim <= 128) return launchForwardWmma<128, 32>(p);
   }
-  switch (simtLanesDims(a.headDim)) {
+  switch (simtDimsPerLane(a.headDim)) {
     case 1: return launchForwardSimt<D, 1>(p);
     case 2: return launchForwardSimt<D, 2>(p);
     default: return launchForwardSimt<D, 4>(p);
