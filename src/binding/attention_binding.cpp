@@ -2,16 +2,19 @@
 // attentionBackward({ q, k, v, keyMask?, out, lse, dOut, scale?, causal? }) -> { dQ, dK, dV }
 // attentionNaive / attentionBackwardNaive (same options): row-by-row single-threaded baselines for
 //   benchmarks.
-// q, out, dOut: float32 [B, T, Hq, D]; k, v: float32 [B, S, Hkv, D] with Hq % Hkv == 0; keyMask: int32
-// [B, S] of 0/1 (1 = attend); lse: float32 [B, Hq, T]. causal (default true) needs T ≤ S: query t sits
-// at key position S − T + t. scale defaults to 1/sqrt(D).
+// q, out, dOut: [B, T, Hq, D]; k, v: [B, S, Hkv, D] with Hq % Hkv == 0, all float32 (or all bfloat16 on
+// the CUDA backend; the outputs out, dQ, dK, dV take their dtype); keyMask: int32 [B, S] of 0/1
+// (1 = attend); lse: float32 [B, Hq, T] whatever the dtype. causal (default true) needs T ≤ S: query t
+// sits at key position S − T + t. scale defaults to 1/sqrt(D). The naive baselines are float32 only.
 #include <cmath>
 #include <string>
+#include <type_traits>
 
 #include "../cpu/naive.h"
 #include "../kernels.h"
 #include "args.h"
 #include "backend.h"
+#include "dispatch.h"
 #include "element_checks.h"
 #include "registry.h"
 
@@ -30,9 +33,9 @@ struct AttentionInputs {
 
 AttentionInputs readAttentionInputs(OpArgs& args) {
   AttentionInputs in{};
-  in.q = &args.tensor("q", DType::Float32, {"B", "T", "Hq", "D"});
-  in.k = &args.tensor("k", DType::Float32, {"B", "S", "Hkv", "D"});
-  in.v = &args.tensor("v", DType::Float32, {"B", "S", "Hkv", "D"});
+  in.q = &args.floatTensor("q", {"B", "T", "Hq", "D"});
+  in.k = &args.floatTensor("k", {"B", "S", "Hkv", "D"});
+  in.v = &args.floatTensor("v", {"B", "S", "Hkv", "D"});
   in.batch = args.dim("B");
   in.seqQ = args.dim("T");
   in.seqK = args.dim("S");
@@ -64,34 +67,59 @@ AttentionInputs readAttentionInputs(OpArgs& args) {
   return in;
 }
 
-Napi::Value RunAttention(const Napi::CallbackInfo& info, const char* op, void (*kernel)(const AttentionArgs&)) {
+// The kernels: the backend's, or (naive = true, CPU backend only, float32) the naive baseline.
+template <typename T>
+void runForward(const AttentionArgsT<T>& a, bool naive) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (naive) return cpu::naiveAttention(a);
+  }
+  backend::attention(a);
+}
+template <typename T>
+void runBackward(const AttentionBackwardArgsT<T>& a, bool naive) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (naive) return cpu::naiveAttentionBackward(a);
+  }
+  backend::attentionBackward(a);
+}
+
+Napi::Value RunAttention(const Napi::CallbackInfo& info, const char* op, bool naive) {
   OpArgs args(info, op);
   AttentionInputs in = readAttentionInputs(args);
   args.finish();
-  NewTensor out = newTensor(args.env(), DType::Float32, in.q->shape());
+  NewTensor out = newTensor(args.env(), args.floatDType(), in.q->shape());
   NewTensor lse = newTensor(args.env(), DType::Float32, {in.batch, in.headsQ, in.seqQ});
-  kernel({in.q->data<float>(), in.k->data<float>(), in.v->data<float>(), in.keyMask, out.t->data<float>(),
-          lse.t->data<float>(), in.batch, in.seqQ, in.seqK, in.headsQ, in.headsKv, in.headDim, in.scale, in.causal});
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    runForward(AttentionArgsT<T>{in.q->data<T>(), in.k->data<T>(), in.v->data<T>(), in.keyMask, out.t->data<T>(),
+                                 lse.t->data<float>(), in.batch, in.seqQ, in.seqK, in.headsQ, in.headsKv, in.headDim,
+                                 in.scale, in.causal},
+               naive);
+  });
   Napi::Object result = Napi::Object::New(args.env());
   result.Set("out", out.js);
   result.Set("lse", lse.js);
   return result;
 }
 
-Napi::Value RunAttentionBackward(const Napi::CallbackInfo& info, const char* op,
-                                 void (*kernel)(const AttentionBackwardArgs&)) {
+Napi::Value RunAttentionBackward(const Napi::CallbackInfo& info, const char* op, bool naive) {
   OpArgs args(info, op);
   AttentionInputs in = readAttentionInputs(args);
-  TensorWrap& out = args.tensor("out", DType::Float32, {"B", "T", "Hq", "D"});
+  TensorWrap& out = args.floatTensor("out", {"B", "T", "Hq", "D"});
   TensorWrap& lse = args.tensor("lse", DType::Float32, {"B", "Hq", "T"});
-  TensorWrap& dOut = args.tensor("dOut", DType::Float32, {"B", "T", "Hq", "D"});
+  TensorWrap& dOut = args.floatTensor("dOut", {"B", "T", "Hq", "D"});
   args.finish();
-  NewTensor dQ = newTensor(args.env(), DType::Float32, in.q->shape());
-  NewTensor dK = newTensor(args.env(), DType::Float32, in.k->shape());
-  NewTensor dV = newTensor(args.env(), DType::Float32, in.v->shape());
-  kernel({in.q->data<float>(), in.k->data<float>(), in.v->data<float>(), in.keyMask, out.data<float>(),
-          lse.data<float>(), dOut.data<float>(), dQ.t->data<float>(), dK.t->data<float>(), dV.t->data<float>(),
-          in.batch, in.seqQ, in.seqK, in.headsQ, in.headsKv, in.headDim, in.scale, in.causal});
+  NewTensor dQ = newTensor(args.env(), args.floatDType(), in.q->shape());
+  NewTensor dK = newTensor(args.env(), args.floatDType(), in.k->shape());
+  NewTensor dV = newTensor(args.env(), args.floatDType(), in.v->shape());
+  withFloatType(args.floatDType(), [&](auto zero) {
+    using T = decltype(zero);
+    runBackward(AttentionBackwardArgsT<T>{in.q->data<T>(), in.k->data<T>(), in.v->data<T>(), in.keyMask,
+                                          out.data<T>(), lse.data<float>(), dOut.data<T>(), dQ.t->data<T>(),
+                                          dK.t->data<T>(), dV.t->data<T>(), in.batch, in.seqQ, in.seqK, in.headsQ,
+                                          in.headsKv, in.headDim, in.scale, in.causal},
+                naive);
+  });
   Napi::Object result = Napi::Object::New(args.env());
   result.Set("dQ", dQ.js);
   result.Set("dK", dK.js);
@@ -99,15 +127,13 @@ Napi::Value RunAttentionBackward(const Napi::CallbackInfo& info, const char* op,
   return result;
 }
 
-Napi::Value Attention(const Napi::CallbackInfo& info) { return RunAttention(info, "attention", backend::attention); }
-Napi::Value AttentionNaive(const Napi::CallbackInfo& info) {
-  return RunAttention(info, "attentionNaive", cpu::naiveAttention);
-}
+Napi::Value Attention(const Napi::CallbackInfo& info) { return RunAttention(info, "attention", false); }
+Napi::Value AttentionNaive(const Napi::CallbackInfo& info) { return RunAttention(info, "attentionNaive", true); }
 Napi::Value AttentionBackward(const Napi::CallbackInfo& info) {
-  return RunAttentionBackward(info, "attentionBackward", backend::attentionBackward);
+  return RunAttentionBackward(info, "attentionBackward", false);
 }
 Napi::Value AttentionBackwardNaive(const Napi::CallbackInfo& info) {
-  return RunAttentionBackward(info, "attentionBackwardNaive", cpu::naiveAttentionBackward);
+  return RunAttentionBackward(info, "attentionBackwardNaive", true);
 }
 
 }  // namespace

@@ -1,16 +1,19 @@
 /**
  * Causal grouped-query attention with a key padding mask, and its backward. The forward saves the
  * logsumexp of each query row so that the backward recomputes the probabilities.
+ *
+ * q, k, v, out and dOut are float32, or all bfloat16 on the CUDA backend (then out, dQ, dK and dV
+ * are bfloat16 too); lse is float32 either way.
  */
 import { nativeFunction } from "../addon";
 import { Tensor } from "../tensor";
 
 export interface AttentionOptions {
-  /** float32 [B, T, Hq, D]. */
+  /** [B, T, Hq, D]. */
   q: Tensor;
-  /** float32 [B, S, Hkv, D], Hq a multiple of Hkv (query head h reads kv head h / (Hq/Hkv)). */
+  /** [B, S, Hkv, D], Hq a multiple of Hkv (query head h reads kv head h / (Hq/Hkv)). */
   k: Tensor;
-  /** float32 [B, S, Hkv, D]. */
+  /** [B, S, Hkv, D]. */
   v: Tensor;
   /** int32 [B, S]: 1 = attend to the key, 0 = padding. Omitted: every key. */
   keyMask?: Tensor;
@@ -24,7 +27,7 @@ export interface AttentionOptions {
 }
 
 export interface AttentionResult {
-  /** float32 [B, T, Hq, D]. */
+  /** [B, T, Hq, D], q's dtype. */
   out: Tensor;
   /** float32 [B, Hq, T]: logsumexp of each row's scaled scores, for the backward. */
   lse: Tensor;
@@ -34,7 +37,7 @@ export interface AttentionBackwardOptions extends AttentionOptions {
   /** The forward's `out` and `lse`. */
   out: Tensor;
   lse: Tensor;
-  /** float32 [B, T, Hq, D]: the gradient of `out`. */
+  /** [B, T, Hq, D]: the gradient of `out`. */
   dOut: Tensor;
 }
 
@@ -58,12 +61,12 @@ export function attentionBackward(options: AttentionBackwardOptions): AttentionG
   return nativeFunction<AttentionBackwardNative>("attentionBackward")(options);
 }
 
-/** A baseline for benchmarks: row by row, single-threaded (same contract as attention()). */
+/** A baseline for benchmarks: row by row, single-threaded (as attention(), float32 only, CPU backend). */
 export function attentionNaive(options: AttentionOptions): AttentionResult {
   return nativeFunction<AttentionNative>("attentionNaive")(options);
 }
 
-/** A baseline for benchmarks (same contract as attentionBackward()). */
+/** A baseline for benchmarks (as attentionBackward(), float32 only, CPU backend). */
 export function attentionBackwardNaive(options: AttentionBackwardOptions): AttentionGrads {
   return nativeFunction<AttentionBackwardNative>("attentionBackwardNaive")(options);
 }
