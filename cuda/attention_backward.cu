@@ -98,11 +98,9 @@ __global__ void __launch_bounds__(128, 2) dqWmmaKernel(BackwardParams<Bf16> p) {
   float* lse2 = reinterpret_cast<float*>(smem + L::statOff) + warp * 32;  // this warp's rows' lse · log2 e
   float* di = lse2 + 16;
 
-  const int64_t tiles = (g.seqQ + L::kRows - 1) / L::kRows;
-  const int64_t pair = blockIdx.x % (g.batch * g.headsQ);
-  const int64_t b = pair / g.headsQ, h = pair % g.headsQ, kvHead = h / g.group;
-  const int64_t t0 = (tiles - 1 - blockIdx.x / (g.batch * g.headsQ)) * L::kRows;
-  const int rows = static_cast<int>(imin(L::kRows, g.seqQ - t0));
+  const QueryTile tile = queryTile(g, L::kRows);
+  const int64_t b = tile.b, h = tile.h, kvHead = tile.kvHead, t0 = tile.t0;
+  const int rows = tile.rows;
   const int dim = static_cast<int>(g.dim);
 
   Bf16* qs = reinterpret_cast<Bf16*>(smem);
@@ -124,15 +122,7 @@ __global__ void __launch_bounds__(128, 2) dqWmmaKernel(BackwardParams<Bf16> p) {
   for (int n = 0; n < DP / 16; ++n) wmma::fill_fragment(dq[n], 0.0f);
   __syncthreads();  // every warp holds its Q fragments before K/V tiles overwrite the Q tile
 
-  auto issueTile = [&](int64_t j0, int buf) {
-    Bf16* ks = reinterpret_cast<Bf16*>(smem + buf * L::stageBytes);
-    const int keys = static_cast<int>(imin(BC, g.seqK - j0));
-    stageTileAsync(ks, L::ldK, p.k + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
-    stageTileAsync(ks + L::vOff / 2, L::ldK, p.v + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid,
-                   L::kThreads);
-    if (tid < BC) reinterpret_cast<int*>(smem + L::keyOkOff)[buf * BC + tid] = g.keyAllowed(b, j0 + tid);
-    commitAsyncCopies();
-  };
+  auto issueTile = [&](int64_t j0, int buf) { issueKvTile<L, BC, DP>(smem, p, g, b, kvHead, j0, buf, tid); };
 
   const int64_t keyEnd = g.keyEnd(t0 + rows);
   if (keyEnd > 0) issueTile(0, 0);

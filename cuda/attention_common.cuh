@@ -197,6 +197,40 @@ using FragBT = wmma::fragment<wmma::matrix_b, 16, 16, 16, Bf16, wmma::col_major>
 using FragC = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 constexpr int kFragElems = FragC::num_elements;
 
+// The query tile of a forward / dQ block: blocks enumerate (batch, query head) fastest and the
+// query tiles from the last (heaviest under the causal mask) to the first.
+struct QueryTile {
+  int64_t b, h, kvHead, t0;
+  int rows;  // valid rows of the tile (the last tile may be partial)
+};
+__device__ inline QueryTile queryTile(const Geometry& g, int tileRows) {
+  const int64_t tiles = (g.seqQ + tileRows - 1) / tileRows;
+  const int64_t pair = blockIdx.x % (g.batch * g.headsQ);
+  QueryTile q;
+  q.b = pair / g.headsQ;
+  q.h = pair % g.headsQ;
+  q.kvHead = q.h / g.group;
+  q.t0 = (tiles - 1 - blockIdx.x / (g.batch * g.headsQ)) * tileRows;
+  q.rows = static_cast<int>(imin(tileRows, g.seqQ - q.t0));
+  return q;
+}
+
+// Issues the copies of key tile [j0, j0 + BC) of kv head `kvHead` into K/V stage `buf` of the
+// layout L (K at the stage's start, V at vOff, the keys' visibility bits at keyOkOff), as one
+// commit group; the caller waits for it.
+template <typename L, int BC, int DP, typename Params>
+__device__ __forceinline__ void issueKvTile(unsigned char* smem, const Params& p, const Geometry& g, int64_t b,
+                                            int64_t kvHead, int64_t j0, int buf, int tid) {
+  Bf16* ks = reinterpret_cast<Bf16*>(smem + buf * L::stageBytes);
+  const int keys = static_cast<int>(imin(BC, g.seqK - j0));
+  const int dim = static_cast<int>(g.dim);
+  stageTileAsync(ks, L::ldK, p.k + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
+  stageTileAsync(ks + L::vOff / 2, L::ldK, p.v + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid,
+                 L::kThreads);
+  if (tid < BC) reinterpret_cast<int*>(smem + L::keyOkOff)[buf * BC + tid] = g.keyAllowed(b, j0 + tid);
+  commitAsyncCopies();
+}
+
 // Where this lane's accumulator elements sit in the 16×16 tile: coord[i] = row·16 + column of
 // frag.x[i]. The API leaves the element-to-lane mapping unspecified but fixed for a fragment type,
 // so the warp reads it back by loading a tile whose entries are their own indices. `scratch` is

@@ -73,11 +73,9 @@ __global__ void __launch_bounds__(128, 3) forwardWmmaKernel(ForwardParams<Bf16> 
   Bf16* pw = reinterpret_cast<Bf16*>(sw);                                          // [16, ldP]
   float* rowScale = reinterpret_cast<float*>(smem + L::rowScaleOff) + warp * 16;
 
-  const int64_t tiles = (g.seqQ + L::kRows - 1) / L::kRows;
-  const int64_t pair = blockIdx.x % (g.batch * g.headsQ);
-  const int64_t b = pair / g.headsQ, h = pair % g.headsQ, kvHead = h / g.group;
-  const int64_t t0 = (tiles - 1 - blockIdx.x / (g.batch * g.headsQ)) * L::kRows;
-  const int rows = static_cast<int>(imin(L::kRows, g.seqQ - t0));
+  const QueryTile tile = queryTile(g, L::kRows);
+  const int64_t b = tile.b, h = tile.h, kvHead = tile.kvHead, t0 = tile.t0;
+  const int rows = tile.rows;
   const int dim = static_cast<int>(g.dim);
 
   // Q tile → shared (over the K/V stages) → this warp's fragments.
@@ -94,16 +92,7 @@ __global__ void __launch_bounds__(128, 3) forwardWmmaKernel(ForwardParams<Bf16> 
   for (int n = 0; n < DP / 16; ++n) wmma::fill_fragment(o[n], 0.0f);
   __syncthreads();  // every warp holds its Q fragments before K/V tiles overwrite the Q tile
 
-  // Copies of key tile [j0, j0 + BC) into stage `buf` (K, V, mask bits), as one commit group.
-  auto issueTile = [&](int64_t j0, int buf) {
-    Bf16* ks = reinterpret_cast<Bf16*>(smem + buf * L::stageBytes);
-    const int keys = static_cast<int>(imin(BC, g.seqK - j0));
-    stageTileAsync(ks, L::ldK, p.k + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid, L::kThreads);
-    stageTileAsync(ks + L::vOff / 2, L::ldK, p.v + g.kRow(b, j0, kvHead), g.kStride(), BC, keys, dim, DP, p.vec, tid,
-                   L::kThreads);
-    if (tid < BC) reinterpret_cast<int*>(smem + L::keyOkOff)[buf * BC + tid] = g.keyAllowed(b, j0 + tid);
-    commitAsyncCopies();
-  };
+  auto issueTile = [&](int64_t j0, int buf) { issueKvTile<L, BC, DP>(smem, p, g, b, kvHead, j0, buf, tid); };
 
   const int r = lane >> 1, half = lane & 1;  // this lane's row of the warp's 16 and half of the tile
   const int64_t t = t0 + warp * 16 + r;

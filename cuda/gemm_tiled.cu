@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "../src/int_math.h"
 #include "gemm.cuh"
 #include "runtime.cuh"
 
@@ -232,17 +233,6 @@ __global__ void __launch_bounds__(kThreads) gemmSimtKernel(const SimtParams<TA, 
   }
 }
 
-int multiprocessorCount() {
-  static const int count = [] {
-    int device = 0, n = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-    return n;
-  }();
-  return count;
-}
-
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 template <int BM, int BN, int TM, int TN, typename TA, typename TB, typename TC>
 void launchSimt(const GemmOp<TA, TB, TC>& op) {

@@ -25,6 +25,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../src/int_math.h"
 #include "device_buffer.cuh"
 #include "runtime.cuh"
 #include "scan.cuh"
@@ -41,8 +42,6 @@ using tile::Major;
 
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
-__host__ __device__ constexpr int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-constexpr int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 
 // ---------------------------------------------------------------------------------------------
 // Valid-token compaction: one block of 1024 threads walks the targets, 4096 per step; a block scan
@@ -515,16 +514,6 @@ constexpr int64_t kMaxGridY = 65535;
 constexpr unsigned kElementwiseThreads = 256;
 constexpr unsigned kMaxElementwiseBlocks = 65536;
 
-int smCount() {
-  static const int count = [] {
-    int device = 0, sms = 0;
-    check(cudaGetDevice(&device), "cudaGetDevice");
-    check(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device), "cudaDeviceGetAttribute");
-    return sms;
-  }();
-  return count;
-}
-
 // Opts a tiled kernel into its dynamic shared memory (above the 48 KiB default) and returns how
 // many of its blocks the GPU runs at once.
 template <typename Kernel>
@@ -533,7 +522,7 @@ int prepareTiledKernel(Kernel kernel, int threads, int smemBytes, const char* na
   int perSm = 0;
   check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, threads, smemBytes), name);
   if (perSm < 1) throw CudaError(std::string(name) + ": does not fit on this GPU's multiprocessors");
-  return perSm * smCount();
+  return perSm * multiprocessorCount();
 }
 
 // The resident-block count of each tiled kernel, computed once per process.

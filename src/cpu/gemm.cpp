@@ -15,6 +15,7 @@
 
 #include <algorithm>
 
+#include "../int_math.h"
 #include "../memory.h"
 #include "gemm_kernels.h"
 #include "parallel.h"
@@ -47,8 +48,6 @@ constexpr int64_t kMinParallelPack = 1 << 18;
 // Tasks per thread in a dispatch, so that a thread slowed by other work still finds some left.
 constexpr int64_t kTasksPerThread = 4;
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t roundUp(int64_t x, int64_t unit) { return ceilDiv(x, unit) * unit; }
 
 // Size of the blocks when n is cut into ceil(n / maxBlock) near-equal blocks, rounded up to unit.
 int64_t evenBlock(int64_t n, int64_t maxBlock, int64_t unit) {

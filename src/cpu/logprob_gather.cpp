@@ -20,6 +20,7 @@
 #include <cmath>
 #include <limits>
 
+#include "../int_math.h"
 #include "../kernels.h"
 #include "../memory.h"
 #include "gemm.h"
@@ -40,8 +41,6 @@ constexpr int64_t kMaxBlockCols = 2048;
 // Narrowest vocabulary range worth a tile of its own.
 constexpr int64_t kMinRangeCols = 256;
 
-int64_t ceilDiv(int64_t a, int64_t b) { return (a + b - 1) / b; }
-int64_t roundUp(int64_t a, int64_t b) { return ceilDiv(a, b) * b; }
 
 // Column ranges of about V / parts columns (a multiple of 64, at least kMinRangeCols).
 int64_t rangeWidth(int64_t vocab, int64_t parts) {
