@@ -27,6 +27,24 @@ elif [ -x .tools/node/bin/node ]; then node_bin=$PWD/.tools/node/bin/node
 else node_bin=""; fi
 echo "node: ${node_bin:-absent (the native executables cover the kernels)}" | tee -a "$OUT/summary.txt"
 
+# cuBLASLt: the addon loads it at run time; point it at PyTorch's copy when the toolkit has none.
+find_torch_cublaslt() {
+  python3 - 2>/dev/null <<'PY'
+import glob, os, site
+for prefix in site.getsitepackages() + [site.getusersitepackages()]:
+    for pattern in ("nvidia/cu13/lib/libcublasLt.so.13", "nvidia/cublas/lib/libcublasLt.so.1[23]"):
+        hits = sorted(glob.glob(os.path.join(prefix, pattern)))
+        if hits:
+            print(hits[-1])
+            raise SystemExit
+PY
+}
+if [ -z "${RLHF_CUBLASLT_PATH:-}" ] && ! ls /usr/local/cuda/lib64/libcublasLt.so.* >/dev/null 2>&1; then
+  found=$(find_torch_cublaslt)
+  [ -n "$found" ] && export RLHF_CUBLASLT_PATH=$found
+fi
+echo "cuBLASLt: ${RLHF_CUBLASLT_PATH:-found by the addon search path (CUDA toolkit)}" | tee -a "$OUT/summary.txt"
+
 # SASS for the card present only: a fraction of CI's five-architecture build time.
 cap=$(nvidia-smi --query-gpu=compute_cap --format=csv,noheader | head -1 | tr -d '.[:space:]')
 log "build (sm_${cap})"
