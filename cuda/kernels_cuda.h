@@ -115,6 +115,8 @@ template <typename T>
 void siluMul(const SiluMulArgsT<T>& args);
 template <typename T>
 void siluMulBackward(const SiluMulBackwardArgsT<T>& args);
+template <typename T>
+void addInto(const AddIntoArgsT<T>& args);
 
 template <typename T>
 void lora(const LoraArgsT<T>& args);

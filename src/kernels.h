@@ -197,6 +197,15 @@ struct SiluMulBackwardArgsT {
   int64_t count;
 };
 using SiluMulBackwardArgs = SiluMulBackwardArgsT<float>;
+// The residual stream: dst[i] += src[i] (the decoder adds each block's output to its input in
+// place, so the block output's buffer becomes the next residual). dst, src [count], distinct.
+template <typename T>
+struct AddIntoArgsT {
+  T* dst;
+  const T* src;
+  int64_t count;
+};
+using AddIntoArgs = AddIntoArgsT<float>;
 
 // ---------------------------------------------------------------------------------------------
 // 7. LoRA linear: y = x·Wᵀ (+ bias) + s · (drop(x)·Aᵀ)·Bᵀ, never forming B·A.
@@ -511,6 +520,7 @@ void attentionBackward(const AttentionBackwardArgs& args);
 
 void siluMul(const SiluMulArgs& args);
 void siluMulBackward(const SiluMulBackwardArgs& args);
+void addInto(const AddIntoArgs& args);
 
 void lora(const LoraArgs& args);
 void loraBackward(const LoraBackwardArgs& args);

@@ -7,6 +7,7 @@ export * from "./factories";
 export type { DType, MemoryStats, Tensor } from "./tensor";
 export * from "./ops/matmul";
 export * from "./ops/swiglu";
+export * from "./ops/elementwise";
 export * from "./ops/embedding";
 export * from "./ops/rmsnorm";
 export * from "./ops/lora";
