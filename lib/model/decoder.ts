@@ -466,10 +466,10 @@ export class Decoder {
 
   /**
    * Backward of a linear layer: accumulates the trainable gradients (adapter, or weight and bias)
-   * and returns dX, or adds it into `dX` when given.
+   * and returns dX, or adds it into `dX` when given; `dX: false` skips it (nothing below needs it).
    */
   private linearBackward(
-    layer: Layer, module: LoraTargetModule, x: Tensor, dY: Tensor, pass: Pass, a: LayerActivations, dX?: Tensor,
+    layer: Layer, module: LoraTargetModule, x: Tensor, dY: Tensor, pass: Pass, a: LayerActivations, dX?: Tensor | false,
   ): Tensor {
     const lin = layer.linears[module];
     const adapter = pass.adapters ? lin.adapter : undefined;
@@ -479,7 +479,7 @@ export class Decoder {
       weight: lin.weight.value,
       ...this.adapterArgs(lin, layer, module, pass),
       ...(adapter ? { xa: a.xa[module], dA: adapter.a.gradient(), dB: adapter.b.gradient() } : {}),
-      ...(dX ? { dX, accumulateDx: true } : {}),
+      ...(dX ? { dX, accumulateDx: true } : dX === false ? { wantDx: false } : {}),
       ...(lin.weight.trainable ? { dWeight: lin.weight.gradient() } : {}),
       ...(lin.bias?.trainable ? { dBias: lin.bias.gradient() } : {}),
     });
@@ -493,7 +493,8 @@ export class Decoder {
 
   /**
    * One layer's backward. dH [N, D] holds the gradient of the layer's output and is turned in place
-   * into the gradient of its input (the residual branches add into it).
+   * into the gradient of its input (the residual branches add into it); left incomplete for the
+   * first layer when nothing below it trains.
    */
   private layerBackward(layer: Layer, a: LayerActivations, dH: Tensor, pass: Pass): void {
     const { numHeads, numKvHeads, headDim, rmsNormEps: eps } = this.config;
@@ -529,9 +530,18 @@ export class Decoder {
     }
     const inputNorm = layer.inputNorm;
     const n1 = rmsNorm(a.x, inputNorm.value, { eps });
-    const dN1 = this.linearBackward(layer, "q_proj", n1.y, dQPre.reshape([n, numHeads * headDim]), pass, a);
-    this.linearBackward(layer, "k_proj", n1.y, dKPre.reshape([n, numKvHeads * headDim]), pass, a, dN1);
-    this.linearBackward(layer, "v_proj", n1.y, dV.reshape([n, numKvHeads * headDim]), pass, a, dN1);
+    const dQkv: Array<[LoraTargetModule, Tensor]> = [
+      ["q_proj", dQPre.reshape([n, numHeads * headDim])],
+      ["k_proj", dKPre.reshape([n, numKvHeads * headDim])],
+      ["v_proj", dV.reshape([n, numKvHeads * headDim])],
+    ];
+    // Under LoRA nothing below the first layer trains: its input gradient is not needed.
+    if (layer.index === 0 && !this.embedTokens.trainable && !inputNorm.trainable) {
+      for (const [module, dY] of dQkv) this.linearBackward(layer, module, n1.y, dY, pass, a, false);
+      return;
+    }
+    const dN1 = this.linearBackward(layer, dQkv[0][0], n1.y, dQkv[0][1], pass, a);
+    for (const [module, dY] of dQkv.slice(1)) this.linearBackward(layer, module, n1.y, dY, pass, a, dN1);
     rmsNormBackward(dN1, a.x, inputNorm.value, n1.rstd, { dX: dH, accumulate: true, ...this.normGrad(inputNorm) });
   }
 
