@@ -35,6 +35,7 @@ import {
   keep,
   lora,
   loraBackward,
+  native,
   rmsNorm,
   rmsNormBackward,
   rope,
@@ -159,34 +160,39 @@ function activationTensors(a: LayerActivations): Tensor[] {
   return list;
 }
 
-/** The activations of one forward pass, kept for its backward. */
+/** Frees what a tape keeps for one layer. */
+function disposeKept(kept: LayerActivations | Tensor): void {
+  for (const t of isActivations(kept) ? activationTensors(kept) : [kept]) t.dispose();
+}
+
+/** What a tape holds; reachable only from this module (through `tapes`). */
+interface TapeState {
+  owner: Decoder;
+  pass: Pass;
+  /** Per layer: its activations, or (gradient checkpointing) its input only. */
+  layers: Array<LayerActivations | Tensor>;
+  /** The final norm's input [N, D] and rstd [N]. */
+  finalX: Tensor;
+  finalRstd: Tensor;
+}
+
+const tapes = new WeakMap<DecoderTape, TapeState>();
+
+/** The activations of one forward pass, kept for its backward: opaque outside the decoder. */
 export class DecoderTape {
-  private released = false;
-
-  /** @internal built by Decoder.forward */
-  constructor(
-    readonly owner: Decoder,
-    readonly pass: Pass,
-    /** Per layer: its activations, or (gradient checkpointing) its input only. */
-    readonly layers: Array<LayerActivations | Tensor>,
-    /** The final norm's input [N, D] and rstd [N]. */
-    readonly finalX: Tensor,
-    readonly finalRstd: Tensor,
-  ) {}
-
+  /** True once backward() consumed the tape or it was disposed. */
   get disposed(): boolean {
-    return this.released;
+    return !tapes.has(this);
   }
 
   /** Frees the kept activations (backward() does this itself). */
   dispose(): void {
-    if (this.released) return;
-    this.released = true;
-    for (const kept of this.layers) {
-      for (const t of isActivations(kept) ? activationTensors(kept) : [kept]) t.dispose();
-    }
-    for (const t of [this.finalX, this.finalRstd, this.pass.ids, this.pass.positions]) t.dispose();
-    this.pass.keyMask?.dispose();
+    const state = tapes.get(this);
+    if (!state) return;
+    tapes.delete(this);
+    state.layers.forEach(disposeKept);
+    for (const t of [state.finalX, state.finalRstd, state.pass.ids, state.pass.positions]) t.dispose();
+    state.pass.keyMask?.dispose();
   }
 }
 
@@ -215,10 +221,15 @@ export class Decoder {
     this.dtype = options.dtype ?? "float32";
     this.gradientCheckpointing = options.gradientCheckpointing ?? false;
     this.lora = options.lora ? resolveLora(options.lora) : undefined;
-    if (!this.lora && this.dtype !== "float32") {
-      throw new RlhfError(
-        `full fine-tuning trains float32 weights; dtype "${this.dtype}" is for LoRA (set an adapter or use float32)`,
-      );
+    if (this.dtype !== "float32") {
+      if (!this.lora) {
+        throw new RlhfError(
+          `full fine-tuning trains float32 weights; dtype "${this.dtype}" is for LoRA (set an adapter or use float32)`,
+        );
+      }
+      if (native().backend !== "cuda") {
+        throw new RlhfError(`dtype "${this.dtype}" needs the CUDA backend; the ${native().backend} backend computes in float32`);
+      }
     }
     const trainBase = !this.lora;
     const byName = new Map<string, Parameter>();
@@ -302,26 +313,32 @@ export class Decoder {
       const n = pass.batch * pass.seq;
       let x = embedding(this.embedTokens.value, pass.ids).reshape([n, this.config.hiddenSize]);
       const kept: Array<LayerActivations | Tensor> = [];
-      for (const layer of this.layers) {
-        const input = x;
-        if (save && !this.gradientCheckpointing) {
-          const { out, saved } = scope(() => this.layerForward(layer, input, pass, true));
-          const activations = saved as LayerActivations;
-          activationTensors(activations).forEach(keep);
-          kept.push(activations);
-          x = out;
-        } else {
-          x = scope(() => this.layerForward(layer, input, pass, false).out);
-          if (save) kept.push(keep(input));
-          else input.dispose();
+      try {
+        for (const layer of this.layers) {
+          const input = x;
+          if (save && !this.gradientCheckpointing) {
+            const { out, saved } = scope(() => this.layerForward(layer, input, pass, true));
+            const activations = saved as LayerActivations;
+            activationTensors(activations).forEach(keep);
+            kept.push(activations);
+            x = out;
+          } else {
+            x = scope(() => this.layerForward(layer, input, pass, false).out);
+            if (save) kept.push(keep(input));
+            else input.dispose();
+          }
         }
+      } catch (err) {
+        kept.forEach(disposeKept);
+        throw err;
       }
       const { y: hidden, rstd } = rmsNorm(x, this.finalNorm.value, { eps: this.config.rmsNormEps });
       let tape: DecoderTape | undefined;
       if (save) {
         for (const t of [pass.ids, pass.positions, x, rstd]) keep(t);
         if (pass.keyMask) keep(pass.keyMask);
-        tape = new DecoderTape(this, pass, kept, x, rstd);
+        tape = new DecoderTape();
+        tapes.set(tape, { owner: this, pass, layers: kept, finalX: x, finalRstd: rstd });
       }
       return { hidden, lmHead: this.lmHead, tape };
     });
@@ -333,9 +350,10 @@ export class Decoder {
    * The lm_head's own gradient is the caller's (logprobGatherBackward's dWeight).
    */
   backward(tape: DecoderTape, dHidden: Tensor): void {
-    if (tape.owner !== this) throw new Error("Decoder.backward: the tape comes from another decoder");
-    if (tape.disposed) throw new Error("Decoder.backward: the tape was already used or disposed");
-    const { pass } = tape;
+    const state = tapes.get(tape);
+    if (!state) throw new Error("Decoder.backward: the tape was already used or disposed");
+    if (state.owner !== this) throw new Error("Decoder.backward: the tape comes from another decoder");
+    const { pass } = state;
     const n = pass.batch * pass.seq;
     const d = this.config.hiddenSize;
     if (dHidden.dtype !== this.dtype || dHidden.shape.length !== 2 || dHidden.shape[0] !== n || dHidden.shape[1] !== d) {
@@ -345,12 +363,12 @@ export class Decoder {
     }
     try {
       const dH = keep(
-        rmsNormBackward(dHidden, tape.finalX, this.finalNorm.value, tape.finalRstd, this.normGrad(this.finalNorm)).dX,
+        rmsNormBackward(dHidden, state.finalX, this.finalNorm.value, state.finalRstd, this.normGrad(this.finalNorm)).dX,
       );
       try {
         for (let i = this.layers.length - 1; i >= 0; --i) {
           const layer = this.layers[i];
-          const kept = tape.layers[i];
+          const kept = state.layers[i];
           scope(() => {
             const activations = isActivations(kept)
               ? kept
@@ -358,7 +376,7 @@ export class Decoder {
             this.layerBackward(layer, activations, dH, pass);
           });
           // This layer's activations are done with: free them now, not when the tape goes.
-          for (const t of isActivations(kept) ? activationTensors(kept) : [kept]) t.dispose();
+          disposeKept(kept);
         }
         if (this.embedTokens.trainable) {
           embeddingBackward(dH.reshape([pass.batch, pass.seq, d]), pass.ids, this.embedTokens.gradient());
@@ -371,7 +389,7 @@ export class Decoder {
     }
   }
 
-  /** Checks the batch and builds the pass's int32 tensors (copies the caller may dispose meanwhile). */
+  /** Checks the batch and builds the pass's int32 tensors (handles of its own: the caller may dispose theirs). */
   private preparePass(batch: DecoderBatch, adapters: boolean, dropout: boolean): Pass {
     const { inputIds, attentionMask, positionIds } = batch;
     if (inputIds.dtype !== "int32" || inputIds.shape.length !== 2 || inputIds.shape[0] < 1 || inputIds.shape[1] < 1) {
@@ -423,7 +441,8 @@ export class Decoder {
     }
     rope({ x: q, positions: pass.positions, invFreq: this.invFreq, inPlace: true });
     rope({ x: k, positions: pass.positions, invFreq: this.invFreq, inPlace: true });
-    // (Fields of their own: scope() does not look into the op's null-prototype result object.)
+    // attn and lse become fields of their own: scope() does not search the op's result object
+    // (it has a null prototype) for tensors to keep.
     const { out: attn, lse } = this.attend(q, k, v, pass);
     const h = this.linear(layer, "o_proj", attn.reshape([b * t, numHeads * headDim]), pass, xa);
     addInto(h, x);

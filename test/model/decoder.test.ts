@@ -1,4 +1,4 @@
-import { adamw, floats, logprobGather, logprobGatherBackward, memoryStats, scope, tensor } from "../../lib";
+import { adamw, floats, logprobGather, logprobGatherBackward, memoryStats, native, scope, tensor } from "../../lib";
 import type { Tensor } from "../../lib";
 import { RlhfError } from "../../lib/errors";
 import { parseModelConfig } from "../../lib/model/config";
@@ -512,6 +512,10 @@ describe("Decoder errors", () => {
     ];
     for (const [lora, message] of bad) expect(() => new Decoder(config, getter(w), { lora })).toThrow(message);
     expect(() => new Decoder(config, getter(w), { dtype: "bfloat16" })).toThrow(/full fine-tuning trains float32 weights/);
+    if (native().backend === "cpu") {
+      expect(() => new Decoder(config, getter(w), { dtype: "bfloat16", lora: { r: 2, alpha: 2, targetLinear: true } }))
+        .toThrow(/dtype "bfloat16" needs the CUDA backend; the cpu backend computes in float32/);
+    }
   });
 
   it("refuses sequences longer than a sliding window", () => {
