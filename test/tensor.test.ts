@@ -1,7 +1,7 @@
 import { spawnSync } from "child_process";
 import * as path from "path";
 
-import { floats, ints, keep, matmul, memoryStats, scope, tensor, Tensor, zeros } from "../lib";
+import { floats, ints, keep, matmul, matmulBackward, memoryStats, scope, tensor, Tensor, zeros } from "../lib";
 
 /** Bytes live in native memory right now. */
 const live = () => memoryStats().liveBytes;
@@ -121,6 +121,17 @@ describe("tensors", () => {
     result.product.dispose();
     result.list[0].dispose();
     expect(live()).toBe(before);
+  });
+
+  it("scope() keeps the tensors of a returned op result (an object made by the addon)", () => {
+    const result = scope(() => {
+      const a = tensor("float32", [2, 2], [1, 2, 3, 4]);
+      return matmulBackward(a, a, tensor("float32", [2, 2], [1, 0, 0, 1]));
+    });
+    expect(result.dA!.disposed).toBe(false);
+    expect(result.dB!.disposed).toBe(false);
+    result.dA!.dispose();
+    result.dB!.dispose();
   });
 
   it("nested scopes hand returned tensors to the enclosing scope; keep() opts out", () => {

@@ -441,8 +441,6 @@ export class Decoder {
     }
     rope({ x: q, positions: pass.positions, invFreq: this.invFreq, inPlace: true });
     rope({ x: k, positions: pass.positions, invFreq: this.invFreq, inPlace: true });
-    // attn and lse become fields of their own: scope() does not search the op's result object
-    // (it has a null prototype) for tensors to keep.
     const { out: attn, lse } = this.attend(q, k, v, pass);
     const h = this.linear(layer, "o_proj", attn.reshape([b * t, numHeads * headDim]), pass, xa);
     addInto(h, x);

@@ -108,6 +108,16 @@ export function scope<R>(fn: () => R): R {
   return result;
 }
 
+/**
+ * An object literal or a native op's result object: its prototype is an Object.prototype (whose own
+ * prototype is null) or null. Checked structurally because a native result comes from the main
+ * realm, whose Object.prototype differs from a sandbox's (jest's, vm contexts).
+ */
+function isPlainObject(value: object): boolean {
+  const proto = Object.getPrototypeOf(value);
+  return proto === null || Object.getPrototypeOf(proto) === null;
+}
+
 function collectTensors(value: unknown, out: Set<Tensor>, owned: Set<Tensor>): void {
   if (value === null || typeof value !== "object") return;
   if (owned.has(value as Tensor)) {
@@ -116,7 +126,7 @@ function collectTensors(value: unknown, out: Set<Tensor>, owned: Set<Tensor>): v
   }
   if (Array.isArray(value)) {
     for (const v of value) collectTensors(v, out, owned);
-  } else if (Object.getPrototypeOf(value) === Object.prototype) {
+  } else if (isPlainObject(value)) {
     for (const v of Object.values(value)) collectTensors(v, out, owned);
   }
 }
