@@ -1,0 +1,15 @@
+/** Tokenizers, chat templates and the byte-level BPE trainer. */
+export { loadTokenizer, Tokenizer } from "./tokenizer";
+export type { DecodeOptions, EncodeOptions, TokenizerFiles } from "./tokenizer";
+export { CHAT_TEMPLATE_PRESETS, ChatTemplate, ChatTemplateError, loadChatTemplate, presetChatTemplate } from "./chat-template";
+export type { ChatMessage, ChatRenderOptions, ChatTemplatePreset, ChatTemplateTokenizer, JsonValue } from "./chat-template";
+export {
+  byteLevelAlphabet,
+  CHAT_SPECIAL_TOKENS,
+  defaultCorpus,
+  LLAMA3_SPLIT_PATTERN,
+  saveTokenizerFiles,
+  trainByteLevelBpe,
+  trainChatTokenizer,
+} from "./train-bpe";
+export type { ByteLevelBpeJson, TrainBpeOptions, TrainedTokenizerFiles } from "./train-bpe";
