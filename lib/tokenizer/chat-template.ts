@@ -9,15 +9,24 @@
  * the tokenizer's named special tokens (`bos_token`, `eos_token`, ...) and the caller's extra
  * variables (which override the special tokens). `@huggingface/jinja` does the lexing and the
  * whitespace control; this module supplies the rest: the newline normalization, the globals (our
- * own, so that `raise_exception` surfaces as a ChatTemplateError of its own), `tools`/`documents`
- * as none rather than undefined, and `continue_final_message`.
+ * own, so that `raise_exception` surfaces as a ChatTemplateError of its own), Python's `strip`
+ * family (jinja-python.ts), `tools`/`documents` as none rather than undefined, and
+ * `continue_final_message`.
+ *
+ * Differences left (checked against Python Jinja2 with transformers' environment): `length` and
+ * slices count UTF-16 units where Python counts code points (only characters beyond U+FFFF, such
+ * as emoji, differ); printing a value that is not text differs (`{{ none }}` prints nothing where
+ * Python prints "None", `{{ true }}` "true" for "True", a mapping prints as JSON); the `{%+ %}` and
+ * `{% +%}` whitespace modifiers are not parsed. The shipped presets and common model templates use
+ * none of these.
  */
 import * as fs from "fs";
 import * as path from "path";
 import { Environment, Interpreter, parse, tokenize } from "@huggingface/jinja";
 
 import { RlhfError } from "../errors";
-import { pyRstrip, pyStrip } from "./python-whitespace";
+import { pythonStringGlobals, usePythonStrip } from "./jinja-python";
+import { pyRstrip, pyStrip } from "./python-strip";
 
 /** A JSON value, as messages, tools and template variables are. */
 export type JsonValue = string | number | boolean | null | JsonValue[] | { [key: string]: JsonValue };
@@ -105,6 +114,7 @@ export class ChatTemplate {
     } catch (e) {
       throw new ChatTemplateError(`chat template "${this.name}" is not valid Jinja: ${errorText(e)}`, this.name);
     }
+    usePythonStrip(this.program);
   }
 
   /** Renders a conversation to the prompt text, as `apply_chat_template(tokenize=False)` does. */
@@ -125,8 +135,8 @@ export class ChatTemplate {
       );
     }
     const at = rendered.lastIndexOf(tag);
-    // A template that keeps the text verbatim keeps the tag's trailing space too; one that trimmed
-    // the content also trimmed the whitespace before the tag, so strip it as transformers does.
+    // A template that keeps the text verbatim keeps the tag's trailing space; one that trims the
+    // content loses it, and then transformers strips the whitespace before the tag too.
     return rendered.startsWith(CONTINUE_TAG, at) ? rendered.slice(0, at) : pyRstrip(rendered.slice(0, at));
   }
 
@@ -161,12 +171,12 @@ export class ChatTemplate {
   }
 
   private renderOnce(messages: readonly ChatMessage[], addGenerationPrompt: boolean, options: ChatRenderOptions): string {
-    const variables = { ...this.specialTokens, ...(options.variables ?? {}) };
     for (const name of Object.keys(options.variables ?? {})) {
       if (RESERVED_VARIABLES.has(name)) {
         throw new RlhfError(`chat template variable "${name}" is set by the renderer itself and cannot be passed as an extra variable`);
       }
     }
+    const variables = { ...this.specialTokens, ...(options.variables ?? {}) };
     // Globals live in a parent scope so that a caller's variable of the same name shadows them,
     // as keyword arguments shadow globals in Python Jinja.
     const globals = hfGlobals(options.now ?? new Date());
@@ -200,6 +210,7 @@ function hfGlobals(now: Date): Environment {
   });
   env.set("strftime_now", (format: unknown) => strftime(now, String(format)));
   env.set("range", pythonRange);
+  for (const [name, fn] of Object.entries(pythonStringGlobals())) env.set(name, fn);
   return env;
 }
 

@@ -20,6 +20,9 @@
  *   unless `clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output` is set);
  * - chat_template.jinja and additional_chat_templates/<name>.jinja take priority over the
  *   `chat_template` of tokenizer_config.json (a string, or a list of `{name, template}`).
+ *
+ * Not reproduced: `single_word` on an added token (`@huggingface/tokenizers` matches it inside
+ * words too; Llama-family tokenizers do not use it).
  */
 import * as fs from "fs";
 import * as path from "path";
@@ -164,49 +167,8 @@ export class Tokenizer implements ChatTemplateTokenizer {
     }
     const vocab = modelVocabulary(model, where("tokenizer.json"));
 
-    // Named special tokens: tokenizer_config.json, overridden by the legacy special_tokens_map.json
-    // only when the config has no added_tokens_decoder.
-    const legacyMap =
-      files.specialTokensMap !== undefined && config.added_tokens_decoder === undefined
-        ? expectObject(files.specialTokensMap, where("special_tokens_map.json"))
-        : undefined;
-    const named = new Map<string, string>();
-    for (const key of NAMED_SPECIAL_TOKENS) {
-      const fromLegacy = legacyMap?.[key];
-      const value =
-        fromLegacy !== undefined && fromLegacy !== null
-          ? tokenText(fromLegacy, `${where("special_tokens_map.json")}: "${key}"`)
-          : tokenText(config[key], `${where("tokenizer_config.json")}: "${key}"`);
-      if (value !== null) named.set(key, value);
-    }
-    const extra = [
-      ...tokenList(config.additional_special_tokens ?? config.extra_special_tokens, where("tokenizer_config.json")),
-      ...tokenList(legacyMap?.additional_special_tokens, where("special_tokens_map.json")),
-    ];
-
-    const added = addedTokens(tokenizerJson.added_tokens, where("tokenizer.json"));
-    const byContent = new Map(added.map((t) => [t.content, t]));
-    let nextId = 0;
-    for (const id of vocab.values()) nextId = Math.max(nextId, id + 1);
-    for (const token of added) nextId = Math.max(nextId, token.id + 1);
-    const addToken = (token: AddedToken) => {
-      const id = vocab.get(token.content) ?? nextId++;
-      const entry = { ...token, id };
-      added.push(entry);
-      byContent.set(entry.content, entry);
-    };
-    for (const [id, entry] of Object.entries(expectOptionalObject(config.added_tokens_decoder, `${where("tokenizer_config.json")}: "added_tokens_decoder"`))) {
-      const token = addedTokenFrom(entry, Number(id), `${where("tokenizer_config.json")}: "added_tokens_decoder"."${id}"`);
-      if (!byContent.has(token.content)) addToken(token);
-    }
-    for (const content of [...named.values(), ...extra]) {
-      const existing = byContent.get(content);
-      if (existing === undefined) {
-        addToken({ id: -1, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
-      } else {
-        existing.special = true;
-      }
-    }
+    const { named, extra } = specialTokenNames(config, files.specialTokensMap, where);
+    const added = completeAddedTokens(tokenizerJson.added_tokens, config.added_tokens_decoder, [...named.values(), ...extra], vocab, where);
 
     const hfJson = {
       ...tokenizerJson,
@@ -256,6 +218,71 @@ export class Tokenizer implements ChatTemplateTokenizer {
       (model.type !== "BPE" || config.clean_up_tokenization_spaces_for_bpe_even_though_it_will_corrupt_output === true);
     return new Tokenizer(fields, hf, hfEncoder, prefix, suffix, cleanUpSpaces);
   }
+}
+
+/**
+ * The named special tokens (from tokenizer_config.json, or from the legacy special_tokens_map.json,
+ * which transformers reads only when the config has no `added_tokens_decoder`) and the extra ones.
+ */
+function specialTokenNames(
+  config: JsonObject,
+  specialTokensMap: unknown,
+  where: (file: string) => string,
+): { named: Map<string, string>; extra: string[] } {
+  const legacyMap =
+    specialTokensMap !== undefined && config.added_tokens_decoder === undefined
+      ? expectObject(specialTokensMap, where("special_tokens_map.json"))
+      : undefined;
+  const named = new Map<string, string>();
+  for (const key of NAMED_SPECIAL_TOKENS) {
+    const fromLegacy = legacyMap?.[key];
+    const value =
+      fromLegacy !== undefined && fromLegacy !== null
+        ? tokenText(fromLegacy, `${where("special_tokens_map.json")}: "${key}"`)
+        : tokenText(config[key], `${where("tokenizer_config.json")}: "${key}"`);
+    if (value !== null) named.set(key, value);
+  }
+  // transformers 5 renames additional_special_tokens to extra_special_tokens unless that is set.
+  const extra = [
+    ...tokenList(config.extra_special_tokens ?? config.additional_special_tokens, where("tokenizer_config.json")),
+    ...tokenList(legacyMap?.additional_special_tokens, where("special_tokens_map.json")),
+  ];
+  return { named, extra };
+}
+
+/**
+ * tokenizer.json's added tokens, plus the `added_tokens_decoder` entries of tokenizer_config.json
+ * it lacks, plus the special tokens it lacks; every special token is marked special. A token added
+ * here gets the id of the vocabulary entry with its text, else the next free id (as `add_tokens`).
+ */
+function completeAddedTokens(
+  fromJson: unknown,
+  fromConfig: unknown,
+  specials: readonly string[],
+  vocab: ReadonlyMap<string, number>,
+  where: (file: string) => string,
+): AddedToken[] {
+  const added = addedTokens(fromJson, where("tokenizer.json"));
+  const byContent = new Map(added.map((t) => [t.content, t]));
+  let nextId = 0;
+  for (const id of vocab.values()) nextId = Math.max(nextId, id + 1);
+  for (const token of added) nextId = Math.max(nextId, token.id + 1);
+  const add = (token: AddedToken) => {
+    const entry = { ...token, id: vocab.get(token.content) ?? nextId++ };
+    added.push(entry);
+    byContent.set(entry.content, entry);
+  };
+  const configWhere = `${where("tokenizer_config.json")}: "added_tokens_decoder"`;
+  for (const [id, entry] of Object.entries(expectOptionalObject(fromConfig, configWhere))) {
+    const token = addedTokenFrom(entry, Number(id), `${configWhere}."${id}"`);
+    if (!byContent.has(token.content)) add(token);
+  }
+  for (const content of specials) {
+    const existing = byContent.get(content);
+    if (existing === undefined) add({ id: -1, content, single_word: false, lstrip: false, rstrip: false, normalized: false, special: true });
+    else existing.special = true;
+  }
+  return added;
 }
 
 /**
