@@ -8,7 +8,6 @@ import * as os from "os";
 import * as path from "path";
 
 import {
-  byteLevelAlphabet,
   CHAT_SPECIAL_TOKENS,
   defaultCorpus,
   loadChatTemplate,
@@ -46,11 +45,11 @@ describe("trainByteLevelBpe", () => {
     const json = trainByteLevelBpe("", { vocabSize: 256 });
     const tokens = byId(json.model.vocab);
     expect(tokens).toHaveLength(256);
-    // Printable ASCII first (id 0 is "!"), then Latin-1; space (byte 32) is Ġ (U+0120), newline Ċ.
-    expect([tokens[0], tokens[93], json.model.vocab["Ġ"], json.model.vocab["Ċ"]]).toEqual(["!", "~", 220, 198]);
-    const alphabet = byteLevelAlphabet();
-    expect([alphabet[32], alphabet[10], alphabet[65], alphabet[0]]).toEqual(["Ġ", "Ċ", "A", "Ā"]);
-    expect(new Set(alphabet).size).toBe(256);
+    // Printable ASCII first (id 0 is "!"), then Latin-1 (¡ is 94, ÿ is 187); the other bytes follow
+    // as U+0100 onward: byte 0 is Ā (188), newline (10) Ċ (198), space (32) Ġ (220), as in GPT-2.
+    expect([tokens[0], tokens[93], tokens[94], tokens[187]]).toEqual(["!", "~", "¡", "ÿ"]);
+    expect([json.model.vocab["Ā"], json.model.vocab["Ċ"], json.model.vocab["Ġ"]]).toEqual([188, 198, 220]);
+    expect(new Set(tokens).size).toBe(256);
   });
 
   it("stops at the vocabulary size, special tokens included, and gives them the last ids", () => {

@@ -3,13 +3,5 @@ export { loadTokenizer, Tokenizer } from "./tokenizer";
 export type { DecodeOptions, EncodeOptions, TokenizerFiles } from "./tokenizer";
 export { CHAT_TEMPLATE_PRESETS, ChatTemplate, ChatTemplateError, loadChatTemplate, presetChatTemplate } from "./chat-template";
 export type { ChatMessage, ChatRenderOptions, ChatTemplatePreset, ChatTemplateTokenizer, JsonValue } from "./chat-template";
-export {
-  byteLevelAlphabet,
-  CHAT_SPECIAL_TOKENS,
-  defaultCorpus,
-  LLAMA3_SPLIT_PATTERN,
-  saveTokenizerFiles,
-  trainByteLevelBpe,
-  trainChatTokenizer,
-} from "./train-bpe";
+export { CHAT_SPECIAL_TOKENS, defaultCorpus, saveTokenizerFiles, trainByteLevelBpe, trainChatTokenizer } from "./train-bpe";
 export type { ByteLevelBpeJson, TrainBpeOptions, TrainedTokenizerFiles } from "./train-bpe";

@@ -23,7 +23,7 @@ import { RlhfError } from "../errors";
 import { presetChatTemplate, tokenizerDataPath } from "./chat-template";
 
 /** Llama 3's pre-tokenizer split (tokenizer.json's Regex, Oniguruma syntax). */
-export const LLAMA3_SPLIT_PATTERN = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
+const LLAMA3_SPLIT_PATTERN = String.raw`(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+`;
 
 const PRE_TOKENIZER = {
   type: "Sequence" as const,
@@ -37,7 +37,11 @@ const PRE_TOKENIZER = {
 export const CHAT_SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"] as const;
 
 export interface TrainBpeOptions {
-  /** Total number of ids: the 256 byte tokens, the learned merges and the special tokens. */
+  /**
+   * Total number of ids: the 256 byte tokens, the learned merges and the special tokens. Fewer
+   * come out when the corpus runs out of pairs that occur `minFrequency` times (the shipped
+   * corpus gives about 800); the returned vocabulary is the truth.
+   */
   vocabSize: number;
   /** Added special tokens, given the last ids in this order (default: none). */
   specialTokens?: readonly string[];
@@ -80,29 +84,17 @@ export interface ByteLevelBpeJson {
 }
 
 /**
- * GPT-2's byte ↔ character table: byte `BYTE_ORDER[i]` is written as the character `BYTE_CHARS[i]`,
- * and `i` is its token id. Printable bytes (! to ~, ¡ to ¬, ® to ÿ) stand for themselves and come
- * first; the other 68 (controls, space, ...) become U+0100 onward, so no token holds whitespace.
+ * GPT-2's byte alphabet, in token-id order: printable bytes (! to ~, ¡ to ¬, ® to ÿ) stand for
+ * themselves and come first; the other 68 (controls, space, ...) become U+0100 onward in byte
+ * order, so no token holds whitespace. The ByteLevel pre-tokenizer writes bytes the same way.
  */
-const { BYTE_ORDER, BYTE_CHARS } = (() => {
-  const order: number[] = [];
-  for (const [lo, hi] of [[0x21, 0x7e], [0xa1, 0xac], [0xae, 0xff]]) for (let b = lo; b <= hi; ++b) order.push(b);
-  const chars = order.map((b) => String.fromCharCode(b));
-  for (let b = 0, extra = 0; b < 256; ++b) {
-    if (!order.includes(b)) {
-      order.push(b);
-      chars.push(String.fromCharCode(256 + extra++));
-    }
-  }
-  return { BYTE_ORDER: order, BYTE_CHARS: chars };
+const BYTE_TOKENS = (() => {
+  const printable = (b: number) => (b >= 0x21 && b <= 0x7e) || (b >= 0xa1 && b <= 0xac) || (b >= 0xae && b <= 0xff);
+  const tokens: string[] = [];
+  for (let b = 0; b < 256; ++b) if (printable(b)) tokens.push(String.fromCharCode(b));
+  for (let b = 0, extra = 0; b < 256; ++b) if (!printable(b)) tokens.push(String.fromCharCode(256 + extra++));
+  return tokens;
 })();
-
-/** The byte-character table: `byteLevelAlphabet()[b]` is the character that stands for byte b. */
-export function byteLevelAlphabet(): string[] {
-  const out = new Array<string>(256);
-  BYTE_ORDER.forEach((b, i) => (out[b] = BYTE_CHARS[i]));
-  return out;
-}
 
 /** Pair (a, b) as one map key; ids stay below 2^20 so the key is an exact double. */
 const PAIR_SHIFT = 1 << 20;
@@ -123,7 +115,7 @@ export function trainByteLevelBpe(corpus: string | readonly string[], options: T
     throw new RlhfError(`BPE training: minFrequency must be a positive integer, got ${minFrequency}`);
   }
 
-  const tokens = BYTE_CHARS.slice();
+  const tokens = BYTE_TOKENS.slice();
   const idOf = new Map(tokens.map((t, i) => [t, i]));
   const { words, counts } = countWords(typeof corpus === "string" ? [corpus] : corpus, specials, idOf);
   const pairs = new PairStats(words, counts);
