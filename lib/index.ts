@@ -1,2 +1,3 @@
 /** rlhf-native's public API. */
 export * from "./native";
+export * from "./tokenizer";
