@@ -131,6 +131,10 @@ describe("safetensors files written by the reference library", () => {
         expect(floats(scalar)[0]).toBe(Math.fround(0.1));
         const empty = r.load("empty");
         expect([empty.shape, empty.numel]).toEqual([[0, 4], 0]);
+        const weight = r.weightGetter("bfloat16");
+        expect(weight("lm_head.weight")).toBeUndefined();
+        const norm16 = weight("model.norm.weight") as Tensor;
+        expect([norm16.dtype, Array.from(floats(norm16))]).toEqual(["bfloat16", [1, -2, 0.5]]);
       });
     });
   });

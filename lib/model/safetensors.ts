@@ -153,6 +153,14 @@ export class SafetensorsReader {
     return out;
   }
 
+  /**
+   * The weight source a decoder is built from: loads a tensor by its Hugging Face name as `dtype`,
+   * or gives undefined for names the model lacks (e.g. lm_head.weight when tied to the embedding).
+   */
+  weightGetter(dtype?: DType): (name: string) => Tensor | undefined {
+    return (name) => (this.has(name) ? this.load(name, dtype) : undefined);
+  }
+
   /** Closes the files and frees the read buffer; the reader cannot load after this. */
   close(): void {
     if (this.closed) return;
