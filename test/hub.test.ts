@@ -355,12 +355,18 @@ describe("downloading", () => {
     expect(hub.requests.every((r) => r.authorization === null)).toBe(true);
   });
 
-  it("reads the token file when HF_TOKEN is unset", async () => {
+  it("reads the stored token file when HF_TOKEN is unset: HF_TOKEN_PATH, else HF_HOME/token", async () => {
     process.env.HF_HOME = fresh("hf-home");
     writeFiles(process.env.HF_HOME, { token: "hf_from_file\n" });
-    const hub = fakeHub("org/model", COMMIT, files, endpoint);
-    await resolveModel("org/model", { endpoint, fetch: hub.fetch, log: () => undefined });
-    expect(hub.requests.every((r) => r.authorization === "Bearer hf_from_file")).toBe(true);
+    const first = fakeHub("org/model", COMMIT, files, endpoint);
+    await resolveModel("org/model", { endpoint, fetch: first.fetch, log: () => undefined });
+    expect(first.requests.every((r) => r.authorization === "Bearer hf_from_file")).toBe(true);
+
+    process.env.HF_TOKEN_PATH = path.join(fresh("elsewhere"), "token");
+    writeFiles(path.dirname(process.env.HF_TOKEN_PATH), { token: "hf_from_path" });
+    const second = fakeHub("org/model", COMMIT, files, endpoint);
+    await resolveModel("org/model", { cacheDir: fresh("cache"), endpoint, fetch: second.fetch, log: () => undefined });
+    expect(second.requests.every((r) => r.authorization === "Bearer hf_from_path")).toBe(true);
   });
 
   it("explains access errors with the repo, the files missing and the paths tried", async () => {

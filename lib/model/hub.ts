@@ -89,11 +89,10 @@ export async function resolveModel(spec: string, options: ResolveModelOptions = 
     if (found.missing.length === 0) return { dir: snapshot, files: found.present, hub: { ...id, commit, downloaded: [] } };
     tried.push(`${snapshot} (${found.present.length === 0 ? "missing" : `lacks ${found.missing.join(", ")}`})`);
   }
-  const missing = found?.missing ?? describeRequired();
   const failure = (why: string) =>
     new RlhfError(
       `cannot find model ${id.repoId} (revision ${id.revision}) ${why}.\n` +
-        `Missing: ${missing.join(", ")}\nLooked in:\n${tried.map((t) => `  ${t}`).join("\n")}`,
+        `Missing: ${(found?.missing ?? describeRequired()).join(", ")}\nLooked in:\n${tried.map((t) => `  ${t}`).join("\n")}`,
     );
   if (env.offline) throw failure(`in the Hugging Face cache, and ${env.offlineReason} forbids downloading it`);
 

@@ -7,8 +7,9 @@
  * Loading a whole model tensor by tensor therefore holds the weights once, plus one chunk.
  *
  * Writing: tensors are written one at a time into a temporary file renamed over the target when
- * complete, in the reference library's layout (see `writeSafetensors`), so that files we write
- * are byte-identical to what `safetensors.torch.save_file` writes for the same tensors and metadata.
+ * complete, in the reference library's layout (see `writeSafetensors`): files we write are
+ * byte-identical to what `safetensors.torch.save_file` writes for the same tensors and metadata
+ * (up to the order of the metadata keys, which the reference writes in hash order).
  */
 import { randomBytes } from "crypto";
 import * as fs from "fs";
