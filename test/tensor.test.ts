@@ -91,6 +91,27 @@ describe("tensors", () => {
     });
   });
 
+  it("copyFrom(source, offset) fills a range of elements, raw or converted, leaving the rest", () => {
+    scope(() => {
+      const f = tensor("float32", [2, 3], [1, 2, 3, 4, 5, 6]);
+      f.copyFrom(new Float32Array([-1, -2]), 2);
+      f.copyFrom([7.5], 5);
+      f.copyFrom([], 6);
+      expect(Array.from(floats(f))).toEqual([1, 2, -1, -2, 5, 7.5]);
+
+      // Raw bfloat16 bits (0x3fc0 = 1.5, 0xc000 = -2) and float values rounded to nearest even:
+      // 1 + 2^-8 lies half-way between bfloat16 neighbours 1 and 1 + 2^-7 and goes to the even one, 1.
+      const b = zeros("bfloat16", [4]);
+      b.copyFrom(new Uint16Array([0x3fc0, 0xc000]), 1);
+      b.copyFrom(new Float32Array([1 + 2 ** -8]), 3);
+      expect(Array.from(floats(b))).toEqual([0, 1.5, -2, 1]);
+
+      const i = zeros("int32", [3]);
+      i.copyFrom(new Int32Array([-7, 2147483647]), 1);
+      expect(Array.from(ints(i))).toEqual([0, -7, 2147483647]);
+    });
+  });
+
   it("frees memory on dispose, once the last view is gone", () => {
     const before = live();
     const t = tensor("float32", [1000]);

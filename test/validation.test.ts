@@ -28,6 +28,10 @@ const tensorCases: Rejection[] = [
   ["use after dispose", () => { const t = f32([2]); t.dispose(); return t.toArray(); }, /disposed tensor/],
   ["float to int32 conversion", () => f32([2]).to("int32"), /cannot convert a float32 tensor to int32/],
   ["copyFrom a tensor of another shape", () => f32([2, 2]).copyFrom(f32([4])), /source is float32 \[4\] but this tensor is float32 \[2, 2\]/],
+  ["copyFrom with an offset into a view", () => f32([2, 3]).transpose(0, 1).copyFrom([1], 0), /copyFrom\(source, offset\) needs a contiguous tensor/],
+  ["copyFrom with an offset past the end", () => f32([2, 2]).copyFrom([1, 2], 3), /2 elements from offset 3 overrun the 4 elements of float32 \[2, 2\]/],
+  ["copyFrom with a negative offset", () => f32([2]).copyFrom([1], -1), /offset must be an integer in \[0, 2\], got -1/],
+  ["copyFrom a tensor with an offset", () => f32([2]).copyFrom(f32([1]), 0), /source must be a typed array or an array of numbers/],
   ["fill with a non-number", () => f32([2]).fill("1" as never), /fill\(value\): value must be a number/],
   ["setNumThreads(0)", () => setNumThreads(0), /n must be an integer in \[1, 1024\]/],
 ];

@@ -31,8 +31,14 @@ export interface Tensor {
   /** This tensor's memory in a new handle if already contiguous, else a contiguous copy. */
   contiguous(): Tensor;
   clone(): Tensor;
-  /** Overwrites the elements from a tensor of the same dtype and shape, or from numbers. */
-  copyFrom(source: Tensor | ArrayLike<number>): this;
+  /**
+   * Overwrites the elements from a tensor of the same dtype and shape, or from numbers. With
+   * `offset` (a contiguous tensor only), `source` holds numbers for the elements offset ..
+   * offset + source.length − 1 in row-major order, the rest untouched: large tensors fill in chunks.
+   * A Float32Array for float32, an Int32Array for int32 or a Uint16Array of bits for bfloat16
+   * copies as raw bytes; other sources convert element by element (bfloat16 rounds to nearest even).
+   */
+  copyFrom(source: Tensor | ArrayLike<number>, offset?: number): this;
   fill(value: number): this;
 }
 

@@ -83,6 +83,7 @@ int64_t normalizeDim(Napi::Env env, Napi::Value v, size_t rank, const char* what
 }
 
 // Reads element `i` of a JS source (typed array or number array) as a double.
+// `expected` is the element count required, or -1 for any length.
 class NumberSource {
  public:
   NumberSource(Napi::Env env, Napi::Value value, DType dtype, int64_t expected, const char* what)
@@ -103,14 +104,27 @@ class NumberSource {
     } else {
       fail(what, "a typed array or an array of numbers");
     }
-    if (length_ != expected) {
+    if (expected >= 0 && length_ != expected) {
       std::ostringstream msg;
       msg << what << " has " << length_ << " elements but the shape needs " << expected;
       throw Napi::RangeError::New(env, msg.str());
     }
   }
 
+  int64_t length() const { return length_; }
   bool rawBf16Bits() const { return !isArray_ && type_ == napi_uint16_array; }
+  // Whether the source's bytes are already `dtype`'s storage (Float32Array for float32, Int32Array
+  // for int32, Uint16Array bits for bfloat16): then they copy with one memcpy.
+  bool sameRepresentation(DType dtype) const {
+    if (isArray_) return false;
+    switch (dtype) {
+      case DType::Float32: return type_ == napi_float32_array;
+      case DType::BFloat16: return type_ == napi_uint16_array;
+      case DType::Int32: return type_ == napi_int32_array;
+    }
+    return false;
+  }
+  const char* bytes() const { return base_; }
   uint16_t bits(int64_t i) const { return reinterpret_cast<const uint16_t*>(base_)[i]; }
 
   double at(int64_t i) const {
@@ -153,9 +167,38 @@ int32_t toInt32(Napi::Env env, double v, int64_t index) {
   return static_cast<int32_t>(v);
 }
 
+// Writes source elements 0 .. count-1 to contiguous `dtype` storage at host pointer `out`.
+void writeContiguous(Napi::Env env, const NumberSource& source, DType dtype, char* out, int64_t count) {
+  if (source.sameRepresentation(dtype)) {
+    std::memcpy(out, source.bytes(), static_cast<size_t>(count) * dtypeSize(dtype));
+    return;
+  }
+  switch (dtype) {
+    case DType::Float32: {
+      float* p = reinterpret_cast<float*>(out);
+      for (int64_t i = 0; i < count; ++i) p[i] = static_cast<float>(source.at(i));
+      break;
+    }
+    case DType::BFloat16: {
+      uint16_t* p = reinterpret_cast<uint16_t*>(out);
+      for (int64_t i = 0; i < count; ++i) p[i] = floatToBf16(static_cast<float>(source.at(i)));
+      break;
+    }
+    case DType::Int32: {
+      int32_t* p = reinterpret_cast<int32_t*>(out);
+      for (int64_t i = 0; i < count; ++i) p[i] = toInt32(env, source.at(i), i);
+      break;
+    }
+  }
+}
+
 // Writes `source` into the elements of t (logical order) through `base`, a host pointer standing
 // for t's element offset 0 (see HostSpan).
 void writeFrom(Napi::Env env, const NumberSource& source, const TensorWrap& t, char* base) {
+  if (t.contiguous()) {
+    writeContiguous(env, source, t.dtype(), base, t.numel());
+    return;
+  }
   switch (t.dtype()) {
     case DType::Float32: {
       float* p = reinterpret_cast<float*>(base);
@@ -410,12 +453,20 @@ Napi::Value TensorWrap::ToArray(const Napi::CallbackInfo& info) {
     Napi::Int32Array out = Napi::Int32Array::New(env, static_cast<size_t>(n));
     const int32_t* p = host.as<int32_t>();
     int32_t* dst = out.Data();
-    forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = p[off]; });
+    if (contiguous()) std::memcpy(dst, p, static_cast<size_t>(n) * sizeof(int32_t));
+    else forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = p[off]; });
     return out;
   }
   Napi::Float32Array out = Napi::Float32Array::New(env, static_cast<size_t>(n));
   float* dst = out.Data();
-  forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = readFloat(dtype_, host.base(), off); });
+  if (contiguous() && dtype_ == DType::Float32) {
+    std::memcpy(dst, host.base(), static_cast<size_t>(n) * sizeof(float));
+  } else if (contiguous()) {
+    const uint16_t* p = host.as<uint16_t>();
+    for (int64_t i = 0; i < n; ++i) dst[i] = bf16ToFloat(p[i]);
+  } else {
+    forEachElement(shape_, strides_, [&](int64_t i, int64_t off) { dst[i] = readFloat(dtype_, host.base(), off); });
+  }
   return out;
 }
 
@@ -518,6 +569,7 @@ Napi::Value TensorWrap::Clone(const Napi::CallbackInfo& info) {
 Napi::Value TensorWrap::CopyFrom(const Napi::CallbackInfo& info) {
   requireLive("copyFrom()");
   Napi::Env env = info.Env();
+  if (info.Length() > 1 && !info[1].IsUndefined()) return copyRange(info);
   if (TensorWrap* src = FromValue(info[0])) {
     if (src->disposed()) throw Napi::Error::New(env, "copyFrom(source): the source tensor was disposed");
     if (src->dtype_ != dtype_ || src->shape_ != shape_) {
@@ -547,6 +599,42 @@ Napi::Value TensorWrap::CopyFrom(const Napi::CallbackInfo& info) {
   HostSpan d(*this, !contiguous());
   writeFrom(env, source, *this, d.base());
   d.store();
+  return info.This();
+}
+
+Napi::Value TensorWrap::copyRange(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (!contiguous()) throw Napi::Error::New(env, "copyFrom(source, offset) needs a contiguous tensor");
+  if (FromValue(info[0])) {
+    throw Napi::TypeError::New(env, "copyFrom(source, offset): source must be a typed array or an array of numbers");
+  }
+  const int64_t n = numel();
+  const double offset = info[1].IsNumber() ? info[1].As<Napi::Number>().DoubleValue() : -1;
+  if (!(offset >= 0) || offset != std::floor(offset) || offset > static_cast<double>(n)) {
+    std::ostringstream msg;
+    msg << "copyFrom(source, offset): offset must be an integer in [0, " << n << "], got "
+        << info[1].ToString().Utf8Value();
+    throw Napi::RangeError::New(env, msg.str());
+  }
+  const int64_t first = static_cast<int64_t>(offset);
+  const NumberSource source(env, info[0], dtype_, -1, "copyFrom(source, offset): source");
+  const int64_t count = source.length();
+  if (count > n - first) {
+    std::ostringstream msg;
+    msg << "copyFrom(source, offset): " << count << " elements from offset " << first << " overrun the "
+        << n << " elements of " << describe();
+    throw Napi::RangeError::New(env, msg.str());
+  }
+  const size_t bytes = static_cast<size_t>(count) * dtypeSize(dtype_);
+  char* device = data<char>() + first * static_cast<int64_t>(dtypeSize(dtype_));
+  if (backend::kHostMemory) {
+    writeContiguous(env, source, dtype_, device, count);
+  } else {
+    // Stage only the range written, not the whole tensor.
+    ScratchBuffer<char> staging(bytes);
+    writeContiguous(env, source, dtype_, staging.data(), count);
+    backend::copyToDevice(device, staging.data(), bytes);
+  }
   return info.This();
 }
 

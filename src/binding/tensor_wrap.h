@@ -71,6 +71,8 @@ class TensorWrap : public Napi::ObjectWrap<TensorWrap> {
   // A contiguous copy converted to `target` (this handle must be contiguous).
   Napi::Value convertTo(Napi::Env env, DType target) const;
   Napi::Object newView(Napi::Env env, std::vector<int64_t> shape, std::vector<int64_t> strides) const;
+  // copyFrom(source, offset): numbers written from flat element `offset` of a contiguous tensor.
+  Napi::Value copyRange(const Napi::CallbackInfo& info);
 
   Napi::Value GetDType(const Napi::CallbackInfo& info);
   Napi::Value GetShape(const Napi::CallbackInfo& info);
